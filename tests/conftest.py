@@ -1,0 +1,60 @@
+"""Shared fixtures.
+
+``TORCHELASTIC_OTEL_BLOCK_TORCH=1`` makes ``import torch`` fail for the whole run,
+so that ``make test`` can prove the suite passes on a machine without torch.
+"""
+
+import importlib.abc
+import importlib.machinery
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+
+import pytest
+
+
+class _BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == "torch" or fullname.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {fullname!r} (blocked)", name=fullname)
+        return None
+
+
+if os.environ.get("TORCHELASTIC_OTEL_BLOCK_TORCH") == "1":
+    sys.meta_path.insert(0, _BlockTorch())
+
+
+@pytest.fixture(autouse=True)
+def clean_events_state() -> Iterator[None]:
+    """Undo what a test did to our events module's registry and loggers."""
+    from torchelastic_otel import events
+    from torchelastic_otel.events import handlers
+
+    loggers = dict(events._events_loggers)
+    log_handlers = dict(handlers._log_handlers)
+    factories = dict(handlers._handler_factories)
+    attached = {
+        name: list(logging.getLogger(name).handlers)
+        for name in logging.Logger.manager.loggerDict
+        if name.startswith("torchelastic-events-")
+    }
+    warned = set(events._warned)
+    yield
+    events._events_loggers.clear()
+    events._events_loggers.update(loggers)
+    handlers._log_handlers.clear()
+    handlers._log_handlers.update(log_handlers)
+    handlers._handler_factories.clear()
+    handlers._handler_factories.update(factories)
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith("torchelastic-events-"):
+            logging.getLogger(name).handlers[:] = attached.get(name, [])
+    events._warned.clear()
+    events._warned.update(warned)
