@@ -31,6 +31,11 @@ if os.environ.get("TORCHELASTIC_OTEL_BLOCK_TORCH") == "1":
     sys.meta_path.insert(0, _BlockTorch())
 
 
+def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The logger's handlers, less the capture handlers pytest attaches per phase."""
+    return [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+
+
 @pytest.fixture(autouse=True)
 def clean_events_state() -> Iterator[None]:
     """Undo what a test did to our events module's registry and loggers."""
@@ -41,7 +46,7 @@ def clean_events_state() -> Iterator[None]:
     log_handlers = dict(handlers._log_handlers)
     factories = dict(handlers._handler_factories)
     attached = {
-        name: list(logging.getLogger(name).handlers)
+        name: _own_handlers(logging.getLogger(name))
         for name in logging.Logger.manager.loggerDict
         if name.startswith("torchelastic-events-")
     }
@@ -55,6 +60,9 @@ def clean_events_state() -> Iterator[None]:
     handlers._handler_factories.update(factories)
     for name in list(logging.Logger.manager.loggerDict):
         if name.startswith("torchelastic-events-"):
-            logging.getLogger(name).handlers[:] = attached.get(name, [])
+            logger = logging.getLogger(name)
+            logger.handlers[:] = [
+                h for h in logger.handlers if h not in _own_handlers(logger)
+            ] + attached.get(name, [])
     events._warned.clear()
     events._warned.update(warned)

@@ -289,7 +289,9 @@ def test_loggers_per_destination_match(torch_events: ModuleType) -> None:
 def test_unknown_destination_is_key_error_on_both(torch_events: ModuleType) -> None:
     with pytest.raises(KeyError):
         torch_events.get_logging_handler("no-such-destination")
-    with pytest.raises(KeyError, match="known destinations: console, dynamic_rendezvous, null"):
+    with pytest.raises(
+        KeyError, match="known destinations: console, dynamic_rendezvous, null, otel"
+    ):
         ours.get_logging_handler("no-such-destination")
 
 

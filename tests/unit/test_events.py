@@ -244,7 +244,7 @@ def test_unknown_destination_error_lists_known() -> None:
     assert info.value.destination == "nope"
     assert str(info.value) == (
         "unknown event destination 'nope'; known destinations: "
-        "console, dynamic_rendezvous, null, zzz"
+        "console, dynamic_rendezvous, null, otel, zzz"
     )
     with pytest.raises(UnknownDestinationError):
         events._get_or_create_logger("nope")

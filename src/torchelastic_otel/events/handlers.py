@@ -38,8 +38,17 @@ _log_handlers: dict[str, logging.Handler] = {
 
 HandlerFactory = Callable[[], logging.Handler]
 
+
+def _otel_handler() -> logging.Handler:
+    # Imported on first use only: `import torchelastic_otel.events` stays free of
+    # OpenTelemetry, and so does any process that never records to "otel".
+    from torchelastic_otel.otel.handler import OtelHandler
+
+    return OtelHandler()
+
+
 # Destinations registered with a factory and not created yet.
-_handler_factories: dict[str, HandlerFactory] = {}
+_handler_factories: dict[str, HandlerFactory] = {"otel": _otel_handler}
 _create_lock = threading.Lock()
 
 

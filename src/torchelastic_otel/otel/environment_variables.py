@@ -1,0 +1,51 @@
+"""Every environment variable the ``otel`` destination reads, declared once.
+
+The standard ``OTEL_*`` variables keep their meaning from the OpenTelemetry
+specification. The exporters read endpoint, headers, timeout, certificates,
+compression and ``insecure`` themselves (``OTEL_EXPORTER_OTLP_*`` and their
+per-signal ``..._LOGS_...``/``..._TRACES_...`` forms); the resource reads
+``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``. Listed here are the ones
+this package reads itself.
+"""
+
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+"""``true`` turns the ``otel`` destination into a no-op (events are dropped silently)."""
+
+OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+"""``grpc`` (default) or ``http/protobuf``, for both signals."""
+
+OTEL_EXPORTER_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+"""Protocol for logs; overrides ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
+
+OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+"""Protocol for traces; overrides ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
+
+OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
+"""``key=value,...`` headers; validated here so a malformed value gives one clear warning."""
+
+OTEL_EXPORTER_OTLP_LOGS_HEADERS = "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
+"""Headers for logs only (validated like ``OTEL_EXPORTER_OTLP_HEADERS``)."""
+
+OTEL_EXPORTER_OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+"""Headers for traces only (validated like ``OTEL_EXPORTER_OTLP_HEADERS``)."""
+
+OTEL_BLRP_MAX_QUEUE_SIZE = "OTEL_BLRP_MAX_QUEUE_SIZE"
+"""Events held in memory waiting for export; beyond it new events are dropped and
+counted. Default here 65536, not the spec's 2048: a job's burst of rendezvous events
+must not be dropped (with 2048, 34-49% of a tight loop was lost)."""
+
+OTEL_BLRP_SCHEDULE_DELAY = "OTEL_BLRP_SCHEDULE_DELAY"
+"""Milliseconds between two exports when the batch is not full (default 1000)."""
+
+OTEL_BLRP_MAX_EXPORT_BATCH_SIZE = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"
+"""Log records per export request (default 512)."""
+
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+"""Spans per export request (default 512)."""
+
+TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS = "TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS"
+"""Total time the process may spend flushing at exit, in milliseconds (default 1000),
+whether or not the collector answers. Events still queued then are counted as dropped."""
+
+TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S = "TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S"
+"""Seconds between two warnings about dropped events or failed exports (default 60)."""

@@ -1,0 +1,332 @@
+"""Events → OpenTelemetry attributes, severity, names and ids (docs/mapping.md).
+
+Pure functions with no OpenTelemetry import, so they are cheap to test and to reuse
+(the timeline command reads the same keys back).
+
+Example::
+
+    >>> from torchelastic_otel.events import Event, EventSource
+    >>> m = map_event(Event("torchelastic.worker.status.START", EventSource.WORKER,
+    ...                     metadata={"run_id": "j", "group_rank": 1, "state": "START"}))
+    >>> m.attributes["run_id"], m.attributes["rank"], m.attributes["node_state"]
+    ('j', 1, 'START')
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchelastic_otel.events import Event, RdzvEvent
+
+# The three keys present on every record and span, spelled as users query them.
+RUN_ID = "run_id"
+RANK = "rank"
+NODE_STATE = "node_state"
+
+PREFIX = "torchelastic."
+EVENT_KIND = "torchelastic.event.kind"
+
+# SeverityNumber values from the OpenTelemetry logs data model.
+SEVERITY_INFO = 9
+SEVERITY_WARN = 13
+SEVERITY_ERROR = 17
+SEVERITY_TEXT = {SEVERITY_INFO: "INFO", SEVERITY_WARN: "WARN", SEVERITY_ERROR: "ERROR"}
+
+UNKNOWN_RUN_ID = "unknown"
+UNKNOWN_RANK = -1
+UNKNOWN_STATE = "UNKNOWN"
+
+WARN_STATES = frozenset({"UNHEALTHY", "TERMINATED"})
+FINAL_WORKER_STATES = frozenset({"SUCCEEDED", "FAILED", "TERMINATED", "UNHEALTHY"})
+
+AttrValue = str | bool | int | float | list[str] | list[bool] | list[int] | list[float]
+
+
+@dataclass
+class MappedEvent:
+    """One event, ready to become a log record (and to drive the span state machine)."""
+
+    kind: str  # "agent" or "rendezvous"
+    event_name: str
+    body: str
+    severity: int
+    attributes: dict[str, AttrValue]
+    timestamp_ns: int | None  # the event's own time, if it has one
+    exception: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        """The run id attribute."""
+        return str(self.attributes[RUN_ID])
+
+    @property
+    def rank(self) -> int:
+        """The node rank attribute (``-1`` when unknown)."""
+        value = self.attributes[RANK]
+        return value if isinstance(value, int) else UNKNOWN_RANK
+
+    @property
+    def node_state(self) -> str:
+        """The ``node_state`` attribute."""
+        return str(self.attributes[NODE_STATE])
+
+
+def trace_id_for_run(run_id: str) -> int:
+    """The trace id every node of ``run_id`` derives on its own (16 bytes of sha256)."""
+    digest = hashlib.sha256(f"torchelastic-otel/trace/{run_id}".encode()).digest()
+    return int.from_bytes(digest[:16], "big") or 1
+
+
+def job_span_id_for_run(run_id: str) -> int:
+    """The id of the job's root span, parent of every node span (8 bytes of sha256)."""
+    digest = hashlib.sha256(f"torchelastic-otel/job/{run_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+def to_event(item: Any) -> Event | RdzvEvent:
+    """The event behind a record's message: an event object, or torch's JSON text.
+
+    Raises:
+        ValueError: JSON that is neither event kind (names the bad field).
+        TypeError: anything else.
+    """
+    if isinstance(item, (Event, RdzvEvent)):
+        return item
+    if isinstance(item, str):
+        try:
+            keys = json.loads(item)
+        except ValueError as e:
+            raise ValueError(f"not an event's JSON: {e}") from None
+        if isinstance(keys, dict) and "node_state" in keys:
+            return RdzvEvent.deserialize(item)
+        return Event.deserialize(item)
+    # torch's own dataclasses (the handler registered inside torch's module).
+    cls_name = type(item).__name__
+    if cls_name in ("Event", "RdzvEvent") and hasattr(item, "serialize"):
+        return to_event(item.serialize())
+    raise TypeError(f"expected an Event, RdzvEvent or their JSON, got {cls_name}")
+
+
+def map_event(event: Event | RdzvEvent) -> MappedEvent:
+    """Map an event to its log record fields; raises ``TypeError`` for other objects."""
+    if isinstance(event, RdzvEvent):
+        return _map_rdzv(event)
+    if isinstance(event, Event):
+        return _map_agent(event)
+    raise TypeError(f"expected an Event or RdzvEvent, got {type(event).__name__}")
+
+
+def _map_rdzv(event: RdzvEvent) -> MappedEvent:
+    state = _enum_value(event.node_state) or UNKNOWN_STATE
+    attrs: dict[str, AttrValue] = {
+        RUN_ID: _run_id(event.run_id),
+        RANK: _int_or(event.rank, UNKNOWN_RANK),
+        NODE_STATE: state,
+        EVENT_KIND: "rendezvous",
+    }
+    _put(attrs, "host.name", event.hostname)
+    _put(attrs, "process.pid", event.pid)
+    _put(attrs, "torchelastic.name", event.name)
+    _put(attrs, "torchelastic.message", event.message)
+    _put(attrs, "torchelastic.master_endpoint", event.master_endpoint)
+    _put(attrs, "torchelastic.local_id", event.local_id)
+    exc = (
+        exception_from_text(str(event.error_trace), "torchelastic.RendezvousFailure")
+        if event.error_trace
+        else {}
+    )
+    if state == "FAILED" and not exc:
+        exc = {"exception.type": "torchelastic.RendezvousFailure"}
+        _put_str(exc, "exception.message", event.message)
+    attrs.update(exc)
+    return MappedEvent(
+        kind="rendezvous",
+        event_name=_text(event.name),
+        body=_text(event.message),
+        severity=SEVERITY_ERROR if state == "FAILED" else SEVERITY_INFO,
+        attributes=attrs,
+        timestamp_ns=None,
+        exception=exc,
+    )
+
+
+def _map_agent(event: Event) -> MappedEvent:
+    md = event.metadata if isinstance(event.metadata, dict) else {}
+    state = md.get("state")
+    state = state if isinstance(state, str) and state else UNKNOWN_STATE
+    rank = _first_int(md.get("group_rank"), md.get("global_rank"))
+    attrs: dict[str, AttrValue] = {
+        RUN_ID: _run_id(md.get("run_id")),
+        RANK: rank,
+        NODE_STATE: state,
+        EVENT_KIND: "agent",
+    }
+    _put(attrs, "torchelastic.name", event.name)
+    _put(attrs, "torchelastic.source", _enum_value(event.source))
+    ts = event.timestamp if isinstance(event.timestamp, (int, float)) else 0
+    if ts and not isinstance(ts, bool):
+        attrs["torchelastic.timestamp"] = ts
+    for raw_key, value in md.items():
+        key = str(raw_key)
+        if key in ("run_id", "state"):
+            continue
+        if key == "hostname":
+            _put(attrs, "host.name", value)
+        elif key == "metadata" and isinstance(value, str):
+            _put_nested(attrs, value)
+        elif key != "raw_error":
+            _put(attrs, PREFIX + key, value)
+    exc: dict[str, str] = {}
+    raw_error = md.get("raw_error")
+    if isinstance(raw_error, str) and raw_error:
+        exc = exception_from_text(raw_error, "torchelastic.WorkerFailure")
+    elif state == "FAILED":
+        exc = {"exception.type": "torchelastic.WorkerFailure"}
+    attrs.update(exc)
+    if state == "FAILED":
+        severity = SEVERITY_ERROR
+    elif state in WARN_STATES:
+        severity = SEVERITY_WARN
+    else:
+        severity = SEVERITY_INFO
+    return MappedEvent(
+        kind="agent",
+        event_name=_text(event.name),
+        body=_text(event.name),
+        severity=severity,
+        attributes=attrs,
+        timestamp_ns=int(ts * 1_000_000) if ts and not isinstance(ts, bool) else None,
+        exception=exc,
+    )
+
+
+# The last line of a Python traceback: "pkg.module.SomeError: message" (message optional).
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+_TRACEBACK_HEAD = "Traceback (most recent call last)"
+
+
+def exception_from_text(text: str, default_type: str) -> dict[str, str]:
+    """``exception.type/message/stacktrace`` from a traceback or torch's error-file JSON."""
+    exc: dict[str, str] = {"exception.stacktrace": text}
+    payload = _json_object(text)
+    if payload is not None:
+        message = payload.get("message", payload)
+        if isinstance(message, dict):
+            _put_str(exc, "exception.message", message.get("message"))
+            extra = message.get("extraInfo")
+            if isinstance(extra, dict) and isinstance(extra.get("py_callstack"), str):
+                exc["exception.stacktrace"] = extra["py_callstack"]
+        else:
+            _put_str(exc, "exception.message", message)
+        parsed = _parse_last_line(exc["exception.stacktrace"])
+        exc["exception.type"] = parsed[0] if parsed else default_type
+        return exc
+    parsed = _parse_last_line(text)
+    if parsed:
+        exc["exception.type"] = parsed[0]
+        _put_str(exc, "exception.message", parsed[1])
+    else:
+        exc["exception.type"] = default_type
+        last = _last_line(text)
+        if last:
+            exc["exception.message"] = last
+    return exc
+
+
+def _parse_last_line(text: str) -> tuple[str, str] | None:
+    last = _last_line(text)
+    match = _EXCEPTION_LINE.match(last) if _TRACEBACK_HEAD in text else None
+    if match is None:
+        return None
+    return match.group(1), match.group(2) or ""
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _put_nested(attrs: dict[str, AttrValue], text: str) -> None:
+    nested = _json_object(text)
+    if nested is None:
+        _put(attrs, "torchelastic.metadata", text)
+        return
+    for key, value in nested.items():
+        # torch's agent writes these as one-element tuples: `(worker.local_rank,)`.
+        unwrapped = value[0] if isinstance(value, list) and len(value) == 1 else value
+        _put(attrs, f"torchelastic.metadata.{key}", unwrapped)
+
+
+def _put(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
+    converted = to_attribute(value)
+    if converted is not None:
+        attrs[key] = converted
+
+
+def _put_str(target: dict[str, str], key: str, value: Any) -> None:
+    if value is not None and value != "":
+        target[key] = value if isinstance(value, str) else _compact_json(value)
+
+
+def to_attribute(value: Any) -> AttrValue | None:
+    """An OTel attribute value for ``value``; ``None`` for ``None`` (omitted)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bool, int, float)):
+        # Enums of str (EventSource, NodeState) become plain strings.
+        return _enum_value(value) if isinstance(value, str) else value
+    if isinstance(value, (list, tuple)):
+        items = [v for v in value if v is not None]
+        kinds = {type(v) for v in items}
+        if len(kinds) == 1 and kinds <= {str, bool, int, float}:
+            return list(items)
+        if not items:
+            return []
+    return _compact_json(value)
+
+
+def _compact_json(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), default=repr, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+
+
+def _enum_value(value: Any) -> str:
+    return str(getattr(value, "value", value)) if value is not None else ""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "" if value is None else _compact_json(value)
+
+
+def _run_id(value: Any) -> str:
+    text = _text(value)
+    return text if text else UNKNOWN_RUN_ID
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _first_int(*values: Any) -> int:
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return UNKNOWN_RANK

@@ -1,0 +1,156 @@
+"""Settings of the ``otel`` destination: environment variables, then ``configure()``.
+
+A malformed value never stops the job: it gives one warning (naming the variable,
+never a header's value) and the default is used instead.
+"""
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import unquote
+
+from torchelastic_otel.otel import environment_variables as ev
+
+PROTOCOLS = ("grpc", "http/protobuf")
+
+_log = logging.getLogger("torchelastic_otel")
+
+# W3C-baggage-like `name=value` pairs as the OTLP exporter spec describes them.
+_HEADER = re.compile(r"^\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)\s*=\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the export pipeline needs to know; see ``configure()`` for meanings."""
+
+    disabled: bool = False
+    logs_protocol: str = "grpc"
+    traces_protocol: str = "grpc"
+    endpoint: str | None = None
+    logs_headers: Mapping[str, str] | None = None
+    traces_headers: Mapping[str, str] | None = None
+    insecure: bool | None = None
+    timeout_s: float | None = None
+    service_name: str | None = None
+    resource_attributes: Mapping[str, Any] = field(default_factory=dict)
+    max_queue_size: int = 65536
+    schedule_delay_ms: int = 1000
+    logs_batch_size: int = 512
+    spans_batch_size: int = 512
+    shutdown_timeout_ms: int = 1000
+    warning_interval_s: float = 60.0
+    use_global_providers: bool = True
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with the non-``None`` overrides applied."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment, warning once for each bad value."""
+    env = os.environ if environ is None else environ
+    default = Settings()
+    base_protocol = _protocol(env, ev.OTEL_EXPORTER_OTLP_PROTOCOL, default.logs_protocol)
+    base_headers = _headers(env, ev.OTEL_EXPORTER_OTLP_HEADERS)
+    return Settings(
+        disabled=env.get(ev.OTEL_SDK_DISABLED, "").strip().lower() == "true",
+        logs_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, base_protocol),
+        traces_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, base_protocol),
+        logs_headers=_headers(env, ev.OTEL_EXPORTER_OTLP_LOGS_HEADERS) or base_headers,
+        traces_headers=_headers(env, ev.OTEL_EXPORTER_OTLP_TRACES_HEADERS) or base_headers,
+        max_queue_size=_positive_int(env, ev.OTEL_BLRP_MAX_QUEUE_SIZE, default.max_queue_size),
+        schedule_delay_ms=_positive_int(
+            env, ev.OTEL_BLRP_SCHEDULE_DELAY, default.schedule_delay_ms
+        ),
+        logs_batch_size=_positive_int(
+            env, ev.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, default.logs_batch_size
+        ),
+        spans_batch_size=_positive_int(
+            env, ev.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, default.spans_batch_size
+        ),
+        shutdown_timeout_ms=_positive_int(
+            env, ev.TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS, default.shutdown_timeout_ms, zero=True
+        ),
+        warning_interval_s=float(
+            _positive_int(
+                env,
+                ev.TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S,
+                int(default.warning_interval_s),
+                zero=True,
+            )
+        ),
+    )
+
+
+def check_protocol(value: str, source: str) -> str:
+    """``value`` normalised, or ``ValueError`` naming the supported protocols."""
+    normalised = value.strip().lower()
+    if normalised not in PROTOCOLS:
+        raise ValueError(f"{source}={value!r} is not supported; use one of {', '.join(PROTOCOLS)}")
+    return normalised
+
+
+def _protocol(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return check_protocol(value, name)
+    except ValueError as e:
+        _log.warning("%s; using %s", e, default)
+        return default
+
+
+def parse_headers(text: str, source: str) -> dict[str, str]:
+    """Parse ``name=value,...`` (values may be URL-encoded).
+
+    Raises:
+        ValueError: naming the position of a malformed entry and ``source``,
+            never a value (headers carry credentials).
+    """
+    headers: dict[str, str] = {}
+    for index, item in enumerate(text.split(",")):
+        if not item.strip():
+            continue
+        match = _HEADER.match(item)
+        if match is None:
+            raise ValueError(
+                f"{source}: entry {index + 1} is not of the form name=value "
+                "(the value is not shown: headers may hold credentials)"
+            )
+        headers[unquote(match.group(1)).lower()] = unquote(match.group(2))
+    return headers
+
+
+def _headers(env: Mapping[str, str], name: str) -> dict[str, str] | None:
+    value = env.get(name)
+    if not value:
+        return None
+    try:
+        return parse_headers(value, name)
+    except ValueError as e:
+        _log.warning("%s; sending no headers from it", e)
+        return None
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, zero: bool = False) -> int:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if number > 0 or (zero and number == 0):
+        return number
+    _log.warning(
+        "ignoring %s=%r: not a %s integer; using %d",
+        name,
+        value,
+        "non-negative" if zero else "positive",
+        default,
+    )
+    return default

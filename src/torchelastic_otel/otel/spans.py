@@ -1,0 +1,291 @@
+"""The span state machine of docs/mapping.md ("Traces").
+
+Driven by one thread (the export pipeline's worker), so it needs no locks. It
+turns mapped events into spans and tells the caller which span each event's log
+record belongs to.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+
+from torchelastic_otel.otel.mapping import (
+    FINAL_WORKER_STATES,
+    NODE_STATE,
+    RANK,
+    RUN_ID,
+    UNKNOWN_RANK,
+    UNKNOWN_STATE,
+    AttrValue,
+    MappedEvent,
+    job_span_id_for_run,
+    trace_id_for_run,
+)
+
+JOB_SPAN = "torchelastic.job"
+NODE_SPAN = "torchelastic.node"
+ROUND_SPAN = "torchelastic.rendezvous"
+AGENT_SPAN_PREFIX = "torchelastic.agent."
+WORKER_SPAN = "torchelastic.worker"
+
+END_REASON = "torchelastic.end_reason"
+UNFINISHED = "torchelastic.unfinished"
+
+_ROUND_IN_MESSAGE = re.compile(r"\bround (\d+)\b")
+_NEXT_RENDEZVOUS = "next_rendezvous"
+
+
+class ForcedIdGenerator(IdGenerator):
+    """Random ids, except for the one span whose ids are fixed in advance (the job span).
+
+    Wraps the tracer's own generator so that a user's provider keeps its behaviour.
+    """
+
+    def __init__(self, inner: IdGenerator | None = None) -> None:
+        self._inner = inner or RandomIdGenerator()
+        self._next: tuple[int, int] | None = None
+
+    def force_next(self, trace_id: int, span_id: int) -> None:
+        """Make the next root span use these ids."""
+        self._next = (trace_id, span_id)
+
+    def generate_trace_id(self) -> int:
+        """The forced trace id if one is pending, else the inner generator's."""
+        if self._next is not None:
+            return self._next[0]
+        return self._inner.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        """The forced span id if one is pending (consuming it), else the inner one's."""
+        if self._next is not None:
+            span_id = self._next[1]
+            self._next = None
+            return span_id
+        return self._inner.generate_span_id()
+
+    def is_trace_id_random(self) -> bool:
+        """Forced trace ids are hashes of the run id, not random."""
+        return False
+
+
+@dataclass
+class _Run:
+    run_id: str
+    job_context: Context
+    node: Span
+    node_start_ns: int
+    rank: int = UNKNOWN_RANK
+    agent_state: str = UNKNOWN_STATE
+    round: Span | None = None
+    workers: dict[str, Span] = field(default_factory=dict)
+
+
+class SpanStateMachine:
+    """Builds the span tree of docs/mapping.md from a stream of mapped events.
+
+    Args:
+        tracer: where spans go; its ``id_generator`` is wrapped (when it has one,
+            as the SDK's does) so that the job span gets its deterministic id.
+        host_name: this node's name, for the node span.
+    """
+
+    def __init__(self, tracer: trace.Tracer, host_name: str) -> None:
+        self._tracer = tracer
+        self._host = host_name
+        self._ids: ForcedIdGenerator | None = None
+        inner = getattr(tracer, "id_generator", None)
+        if isinstance(inner, IdGenerator):
+            self._ids = ForcedIdGenerator(inner)
+            tracer.id_generator = self._ids  # type: ignore[attr-defined]
+        self._runs: dict[str, _Run] = {}
+
+    def on_event(self, m: MappedEvent, t_ns: int) -> Context:
+        """Advance the state machine; return the context the event's log record joins."""
+        duration_ns = _duration_ns(m)
+        run = self._run_for(m.run_id, t_ns - duration_ns)
+        if m.rank not in (UNKNOWN_RANK, run.rank):
+            run.rank = m.rank
+            run.node.set_attribute(RANK, m.rank)
+        if m.kind == "rendezvous":
+            return self._on_rdzv(run, m, t_ns)
+        return self._on_agent(run, m, t_ns, duration_ns)
+
+    def shutdown(self, t_ns: int) -> None:
+        """End every open span (marked unfinished) and emit the job span if rank 0."""
+        for run in self._runs.values():
+            for span in [*run.workers.values(), run.round]:
+                if span is not None:
+                    span.set_attributes({UNFINISHED: True, END_REASON: "shutdown"})
+                    span.end(end_time=t_ns)
+            run.workers.clear()
+            run.round = None
+            run.node.set_attribute(NODE_STATE, run.agent_state)
+            if run.agent_state == "FAILED":
+                run.node.set_status(Status(StatusCode.ERROR, "agent FAILED"))
+            run.node.end(end_time=t_ns)
+            if run.rank == 0:
+                self._emit_job_span(run, t_ns)
+        self._runs.clear()
+
+    # --- per kind -------------------------------------------------------------------
+
+    def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> Context:
+        name = str(m.attributes.get("torchelastic.name", m.event_name))
+        is_next = name.endswith(_NEXT_RENDEZVOUS)
+        failed = m.node_state == "FAILED"
+        if run.round is None and is_next and not failed:
+            run.round = self._start(ROUND_SPAN, run, t_ns, m.node_state)
+        span = run.round
+        if span is None:
+            return trace.set_span_in_context(run.node)
+        ctx = trace.set_span_in_context(span)
+        event_attrs: dict[str, AttrValue] = {
+            "torchelastic.message": m.body,
+            NODE_STATE: m.node_state,
+            RANK: m.rank,
+        }
+        span.add_event(name, attributes=event_attrs, timestamp=t_ns)
+        if failed:
+            _fail(span, m, t_ns)
+            run.round = None
+        elif is_next and m.rank != UNKNOWN_RANK:
+            attrs: dict[str, str | int] = {RANK: m.rank, NODE_STATE: "SUCCEEDED"}
+            found = _ROUND_IN_MESSAGE.search(m.body)
+            if found:
+                attrs["torchelastic.round"] = int(found.group(1))
+            span.set_attributes(attrs)
+            span.end(end_time=t_ns)
+            run.round = None
+        return ctx
+
+    def _on_agent(self, run: _Run, m: MappedEvent, t_ns: int, duration_ns: int) -> Context:
+        state = m.node_state
+        worker_id = m.attributes.get("torchelastic.worker_id")
+        is_worker = m.attributes.get("torchelastic.source") == "WORKER" and worker_id
+        if not is_worker:
+            run.agent_state = state
+            run.node.set_attribute(NODE_STATE, state)
+        if duration_ns or "torchelastic.duration_ms" in m.attributes:
+            start = t_ns - duration_ns
+            if state == "RENDEZVOUS":
+                self._end_workers(run, start, "restarted")
+            span = self._start(AGENT_SPAN_PREFIX + state, run, start, state)
+            span.set_attributes(_span_copy(m))
+            if state == "FAILED":
+                _fail(span, m, t_ns)
+            else:
+                span.end(end_time=t_ns)
+            return trace.set_span_in_context(span)
+        if is_worker:
+            return self._on_worker(run, m, t_ns, str(worker_id))
+        return trace.set_span_in_context(run.node)
+
+    def _on_worker(self, run: _Run, m: MappedEvent, t_ns: int, worker_id: str) -> Context:
+        state = m.node_state
+        span = run.workers.get(worker_id)
+        if state == "START" or span is None:
+            if span is not None:  # a second START for one process: close the first
+                span.set_attribute(END_REASON, "restarted")
+                span.end(end_time=t_ns)
+            global_rank = m.attributes.get("torchelastic.global_rank", "?")
+            span = self._start(f"{WORKER_SPAN} {global_rank}", run, t_ns, state)
+            span.set_attributes(_span_copy(m))
+            run.workers[worker_id] = span
+        ctx = trace.set_span_in_context(span)
+        if state in FINAL_WORKER_STATES:
+            span.set_attributes(_span_copy(m))
+            span.set_attribute(END_REASON, state.lower())
+            if state == "FAILED":
+                _fail(span, m, t_ns)
+            else:
+                span.end(end_time=t_ns)
+            del run.workers[worker_id]
+        return ctx
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _run_for(self, run_id: str, t_ns: int) -> _Run:
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run
+        parent = SpanContext(
+            trace_id=trace_id_for_run(run_id),
+            span_id=job_span_id_for_run(run_id),
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+        job_context = trace.set_span_in_context(NonRecordingSpan(parent))
+        node = self._tracer.start_span(
+            f"{NODE_SPAN} {self._host}",
+            context=job_context,
+            start_time=t_ns,
+            attributes={
+                RUN_ID: run_id,
+                RANK: UNKNOWN_RANK,
+                NODE_STATE: "INIT",
+                "host.name": self._host,
+            },
+        )
+        run = _Run(run_id=run_id, job_context=job_context, node=node, node_start_ns=t_ns)
+        self._runs[run_id] = run
+        return run
+
+    def _start(self, name: str, run: _Run, t_ns: int, state: str) -> Span:
+        return self._tracer.start_span(
+            name,
+            context=trace.set_span_in_context(run.node),
+            start_time=t_ns,
+            attributes={
+                RUN_ID: run.run_id,
+                RANK: run.rank,
+                NODE_STATE: state,
+                "host.name": self._host,
+            },
+        )
+
+    def _end_workers(self, run: _Run, t_ns: int, reason: str) -> None:
+        for span in run.workers.values():
+            span.set_attribute(END_REASON, reason)
+            span.end(end_time=t_ns)
+        run.workers.clear()
+
+    def _emit_job_span(self, run: _Run, t_ns: int) -> None:
+        if self._ids is None:
+            return  # a tracer whose ids we cannot choose: better no root than a wrong one
+        parent = run.job_context
+        span_context = trace.get_current_span(parent).get_span_context()
+        self._ids.force_next(span_context.trace_id, span_context.span_id)
+        job = self._tracer.start_span(
+            JOB_SPAN,
+            context=Context(),
+            start_time=run.node_start_ns,
+            attributes={RUN_ID: run.run_id, RANK: run.rank, NODE_STATE: run.agent_state},
+        )
+        if run.agent_state == "FAILED":
+            job.set_status(Status(StatusCode.ERROR, "job FAILED"))
+        job.end(end_time=t_ns)
+
+
+def _duration_ns(m: MappedEvent) -> int:
+    value = m.attributes.get("torchelastic.duration_ms")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value * 1_000_000)
+    return 0
+
+
+def _span_copy(m: MappedEvent) -> dict[str, AttrValue]:
+    """The event's attributes worth repeating on its span (not the exception text)."""
+    return {k: v for k, v in m.attributes.items() if not k.startswith("exception.")}
+
+
+def _fail(span: Span, m: MappedEvent, t_ns: int) -> None:
+    message = m.exception.get("exception.message") or m.body
+    span.set_status(Status(StatusCode.ERROR, message))
+    span.set_attribute(NODE_STATE, "FAILED")
+    if m.exception:
+        span.add_event("exception", attributes=dict(m.exception), timestamp=t_ns)
+    span.end(end_time=t_ns)

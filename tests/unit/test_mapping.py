@@ -1,0 +1,451 @@
+"""Every row of docs/mapping.md, checked on what the SDK's in-memory exporters receive."""
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+from tests.support.docs import documented_attribute_keys, undocumented
+from tests.support.memory import Memory, memory_pipeline, record_otel
+from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
+from torchelastic_otel.otel import mapping
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "x.py", line 1, in <module>\n'
+    "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError: timed out\n"
+)
+
+
+def agent_event(state: str, **extra: Any) -> Event:
+    """An event as torch 2.13's agent builds it (`SimpleElasticAgent._construct_event`)."""
+    md: dict[str, Any] = {
+        "run_id": "job-7",
+        "global_rank": 3,
+        "group_rank": 1,
+        "worker_id": "4242",
+        "role": "default",
+        "hostname": "node-1.example",
+        "state": state,
+        "total_run_time": 12,
+        "rdzv_backend": "c10d",
+        "raw_error": None,
+        "metadata": json.dumps(
+            {
+                "group_world_size": 2,
+                "entry_point": "python",
+                "local_rank": [1],
+                "role_rank": [3],
+                "role_world_size": [4],
+                "exit_code": [None],
+                "worker_pid": [None],
+            }
+        ),
+        "agent_restarts": 0,
+        "duration_ms": None,
+    }
+    md.update(extra)
+    return Event(f"torchelastic.worker.status.{state}", EventSource.WORKER, metadata=md)
+
+
+def rdzv_event(state: NodeState = NodeState.RUNNING, **extra: Any) -> RdzvEvent:
+    kw: dict[str, Any] = {
+        "name": "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
+        "run_id": "job-7",
+        "message": "The node 'n1' attempts to join the next round of the rendezvous 'job-7'.",
+        "hostname": "node-1.example",
+        "pid": 321,
+        "node_state": state,
+        "master_endpoint": "127.0.0.1:29400",
+        "rank": None,
+        "local_id": 0,
+    }
+    kw.update(extra)
+    return RdzvEvent(**kw)
+
+
+@pytest.fixture
+def mem() -> Any:
+    with memory_pipeline() as m:
+        yield m
+
+
+def records_of(m: Memory, event: Event | RdzvEvent) -> Any:
+    m.logs.clear()
+    record_otel(event)
+    (record,) = m.log_records()
+    return record
+
+
+# --- the three keys ---------------------------------------------------------------------
+
+
+def test_three_keys_on_rdzv_record(mem: Memory) -> None:
+    attrs = records_of(mem, rdzv_event(rank=None)).log_record.attributes
+    assert (attrs["run_id"], attrs["rank"], attrs["node_state"]) == ("job-7", -1, "RUNNING")
+    attrs = records_of(mem, rdzv_event(rank=2)).log_record.attributes
+    assert attrs["rank"] == 2
+
+
+@pytest.mark.parametrize(
+    ("md", "rank"),
+    [
+        ({"group_rank": 1, "global_rank": 3}, 1),  # group_rank wins
+        ({"group_rank": None, "global_rank": 3}, 3),
+        ({"group_rank": None, "global_rank": None}, -1),
+        ({"group_rank": "1", "global_rank": None}, -1),  # wrong type: unknown, not a crash
+    ],
+)
+def test_rank_on_agent_record(mem: Memory, md: dict[str, Any], rank: int) -> None:
+    attrs = records_of(mem, agent_event("START", **md)).log_record.attributes
+    assert attrs["rank"] == rank
+    assert attrs["run_id"] == "job-7"
+    assert attrs["node_state"] == "START"
+
+
+def test_missing_keys_get_documented_defaults(mem: Memory) -> None:
+    attrs = records_of(mem, Event("bare", EventSource.AGENT)).log_record.attributes
+    assert (attrs["run_id"], attrs["rank"], attrs["node_state"]) == ("unknown", -1, "UNKNOWN")
+    attrs = records_of(mem, rdzv_event(run_id="")).log_record.attributes
+    assert attrs["run_id"] == "unknown"
+
+
+# --- log record fields --------------------------------------------------------------------
+
+
+def test_rdzv_record_fields(mem: Memory) -> None:
+    before = time.time_ns()
+    rw = records_of(mem, rdzv_event(rank=1))
+    after = time.time_ns()
+    r = rw.log_record
+    assert r.event_name == "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous"
+    assert r.body.startswith("The node 'n1' attempts")
+    assert (r.severity_number.value, r.severity_text) == (9, "INFO")
+    assert before <= r.timestamp <= after
+    assert r.observed_timestamp == r.timestamp
+    assert r.attributes["host.name"] == "node-1.example"
+    assert r.attributes["process.pid"] == 321
+    assert r.attributes["torchelastic.name"] == r.event_name
+    assert r.attributes["torchelastic.message"] == r.body
+    assert r.attributes["torchelastic.master_endpoint"] == "127.0.0.1:29400"
+    assert r.attributes["torchelastic.local_id"] == 0
+    assert r.attributes["torchelastic.event.kind"] == "rendezvous"
+    assert not any(k.startswith("exception.") for k in r.attributes)
+
+
+def test_rdzv_failed_record(mem: Memory) -> None:
+    r = records_of(mem, rdzv_event(NodeState.FAILED, error_trace=TRACEBACK)).log_record
+    assert (r.severity_number.value, r.severity_text) == (17, "ERROR")
+    assert r.attributes["exception.stacktrace"] == TRACEBACK
+    assert (
+        r.attributes["exception.type"]
+        == "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError"
+    )
+    assert r.attributes["exception.message"] == "timed out"
+
+
+def test_rdzv_failed_without_trace(mem: Memory) -> None:
+    r = records_of(mem, rdzv_event(NodeState.FAILED, message="RendezvousClosedError: ")).log_record
+    assert r.attributes["exception.type"] == "torchelastic.RendezvousFailure"
+    assert r.attributes["exception.message"] == "RendezvousClosedError: "
+    assert "exception.stacktrace" not in r.attributes
+
+
+def test_agent_record_fields(mem: Memory) -> None:
+    r = records_of(mem, agent_event("SUCCEEDED", duration_ms=None)).log_record
+    assert r.event_name == "torchelastic.worker.status.SUCCEEDED"
+    assert r.body == "torchelastic.worker.status.SUCCEEDED"
+    assert (r.severity_number.value, r.severity_text) == (9, "INFO")
+    a = r.attributes
+    assert a["torchelastic.source"] == "WORKER"
+    assert a["torchelastic.global_rank"] == 3
+    assert a["torchelastic.group_rank"] == 1
+    assert a["host.name"] == "node-1.example"
+    assert a["torchelastic.worker_id"] == "4242"
+    assert a["torchelastic.role"] == "default"
+    assert a["torchelastic.total_run_time"] == 12
+    assert a["torchelastic.rdzv_backend"] == "c10d"
+    assert a["torchelastic.agent_restarts"] == 0
+    assert a["torchelastic.metadata.group_world_size"] == 2
+    assert a["torchelastic.metadata.entry_point"] == "python"
+    assert a["torchelastic.metadata.local_rank"] == 1  # (1,) unwrapped
+    assert "torchelastic.metadata.exit_code" not in a  # (None,) -> None -> omitted
+    assert "torchelastic.raw_error" not in a
+    assert "torchelastic.duration_ms" not in a  # None is omitted
+    assert "torchelastic.timestamp" not in a
+
+
+@pytest.mark.parametrize(
+    ("state", "severity"),
+    [("START", 9), ("RENDEZVOUS", 9), ("UNHEALTHY", 13), ("TERMINATED", 13), ("FAILED", 17)],
+)
+def test_agent_severity_by_state(mem: Memory, state: str, severity: int) -> None:
+    r = records_of(mem, agent_event(state)).log_record
+    assert r.severity_number.value == severity
+    assert r.severity_text == mapping.SEVERITY_TEXT[severity]
+
+
+def test_agent_timestamp_used_when_set(mem: Memory) -> None:
+    r = records_of(mem, Event("e", EventSource.AGENT, timestamp=1_700_000_000_123)).log_record
+    assert r.timestamp == 1_700_000_000_123_000_000
+    assert r.observed_timestamp != r.timestamp
+    assert r.attributes["torchelastic.timestamp"] == 1_700_000_000_123
+
+
+def test_worker_failure_error_file(mem: Memory) -> None:
+    error_file = {
+        "message": {
+            "message": "RuntimeError: loss is NaN",
+            "extraInfo": {"py_callstack": TRACEBACK, "timestamp": "1700000000"},
+        }
+    }
+    raw = json.dumps(error_file)
+    r = records_of(mem, agent_event("FAILED", raw_error=raw)).log_record
+    assert r.severity_text == "ERROR"
+    assert r.attributes["exception.message"] == "RuntimeError: loss is NaN"
+    assert r.attributes["exception.stacktrace"] == TRACEBACK
+    assert (
+        r.attributes["exception.type"]
+        == "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError"
+    )
+
+
+def test_worker_failure_without_error_file(mem: Memory) -> None:
+    r = records_of(mem, agent_event("FAILED", raw_error=json.dumps("<NONE>"))).log_record
+    assert r.attributes["exception.type"] == "torchelastic.WorkerFailure"
+    assert r.attributes["exception.stacktrace"] == '"<NONE>"'
+
+
+def test_agent_failure_traceback(mem: Memory) -> None:
+    r = records_of(mem, agent_event("FAILED", raw_error=TRACEBACK, group_rank=0)).log_record
+    assert r.attributes["exception.message"] == "timed out"
+
+
+def test_attribute_value_types(mem: Memory) -> None:
+    md: dict[str, Any] = {
+        "run_id": "r",
+        "s": "x",
+        "i": 1,
+        "f": 1.5,
+        "b": True,
+        "n": None,
+        "li": [1, 2],
+        "ls": ["a", "b"],
+        "mixed": [1, "a"],
+        "obj": {"k": [1, {"z": None}]},
+        "empty": [],
+    }
+    a = records_of(mem, Event("e", EventSource.AGENT, metadata=md)).log_record.attributes
+    assert a["torchelastic.s"] == "x"
+    assert a["torchelastic.i"] == 1
+    assert a["torchelastic.f"] == 1.5
+    assert a["torchelastic.b"] is True
+    assert "torchelastic.n" not in a
+    assert list(a["torchelastic.li"]) == [1, 2]
+    assert list(a["torchelastic.ls"]) == ["a", "b"]
+    assert a["torchelastic.mixed"] == '[1,"a"]'
+    assert json.loads(a["torchelastic.obj"]) == {"k": [1, {"z": None}]}
+    assert list(a["torchelastic.empty"]) == []
+
+
+# --- resource and scope -------------------------------------------------------------------
+
+
+def test_resource_and_scope(mem: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    rw = records_of(mem, rdzv_event())
+    res = rw.resource.attributes
+    assert res["service.name"] == "torchelastic"
+    assert re.fullmatch(r"[0-9a-f-]{36}", res["service.instance.id"])
+    assert isinstance(res["host.name"], str)
+    assert res["process.pid"] > 0
+    assert res["telemetry.sdk.language"] == "python"
+    assert rw.instrumentation_scope.name == "torchelastic_otel"
+
+
+def test_resource_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test,team=ml")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "trainer")
+    with memory_pipeline() as m:
+        res = records_of(m, rdzv_event()).resource.attributes
+    assert res["service.name"] == "trainer"
+    assert res["deployment.environment"] == "test"
+    assert res["team"] == "ml"
+
+
+# --- docs/mapping.md lists exactly what is emitted ------------------------------------------
+
+
+def test_every_emitted_attribute_is_documented_and_vice_versa(mem: Memory) -> None:
+    exact, _ = documented_attribute_keys()
+    assert {"run_id", "rank", "node_state", "host.name", "exception.type"} <= exact
+    emitted: set[str] = set()
+    samples: list[Event | RdzvEvent] = [
+        rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, rank=1),
+        rdzv_event(),
+        agent_event("FAILED", raw_error=TRACEBACK, duration_ms=2.5),
+        Event("t", EventSource.AGENT, timestamp=5, metadata={"run_id": "r", "state": "X"}),
+    ]
+    for event in samples:
+        emitted |= set(records_of(mem, event).log_record.attributes)
+    assert undocumented(emitted) == []
+    missing = sorted(exact - emitted)
+    assert missing == []
+
+
+# --- spans: ids, tree, state machine --------------------------------------------------------
+
+
+def test_trace_id_is_derived_from_run_id() -> None:
+    assert mapping.trace_id_for_run("a") == mapping.trace_id_for_run("a")
+    assert mapping.trace_id_for_run("a") != mapping.trace_id_for_run("b")
+    assert mapping.trace_id_for_run("a").bit_length() <= 128
+    assert mapping.job_span_id_for_run("a").bit_length() <= 64
+
+
+def _by_name(spans: list[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for s in spans:
+        out.setdefault(s.name.split(" ")[0], []).append(s)
+    return out
+
+
+def _attrs_have_three_keys(span: Any) -> None:
+    for key in ("run_id", "rank", "node_state"):
+        assert key in span.attributes, (span.name, key)
+
+
+def test_rendezvous_round_becomes_span_with_events(mem: Memory) -> None:
+    joined = (
+        "The node 'n1' has joined round 3 of the rendezvous 'job-7' as rank 1 in a world of size 2."
+    )
+    sync = rdzv_event(
+        name="dynamic_rendezvous.py:_DistributedRendezvousOpExecutor._sync",
+        message="The node 'n1' has successfully synced its local changes.",
+    )
+    for e in (rdzv_event(), sync, rdzv_event(message=joined, rank=1)):
+        record_otel(e)
+    mem.pipeline.shutdown(5000)
+    spans = _by_name(list(mem.spans.get_finished_spans()))
+    (round_span,) = spans["torchelastic.rendezvous"]
+    (node,) = spans["torchelastic.node"]
+    assert [e.name for e in round_span.events] == [
+        "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
+        "dynamic_rendezvous.py:_DistributedRendezvousOpExecutor._sync",
+        "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
+    ]
+    assert round_span.attributes["torchelastic.round"] == 3
+    assert round_span.attributes["rank"] == 1
+    assert round_span.attributes["node_state"] == "SUCCEEDED"
+    assert round_span.parent.span_id == node.context.span_id
+    assert round_span.context.trace_id == mapping.trace_id_for_run("job-7")
+    assert node.parent.span_id == mapping.job_span_id_for_run("job-7")
+    assert node.attributes["rank"] == 1
+    # rank 1 does not emit the job span
+    assert "torchelastic.job" not in spans
+    for s in (round_span, node):
+        _attrs_have_three_keys(s)
+    # the log records point at the round span
+    logs = mem.logs.get_finished_logs()
+    assert {r.log_record.span_id for r in logs} == {round_span.context.span_id}
+    assert {r.log_record.trace_id for r in logs} == {mapping.trace_id_for_run("job-7")}
+
+
+def test_failed_round_sets_error(mem: Memory) -> None:
+    record_otel(rdzv_event())
+    record_otel(rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, message="boom"))
+    mem.pipeline.shutdown(5000)
+    (round_span,) = _by_name(list(mem.spans.get_finished_spans()))["torchelastic.rendezvous"]
+    assert round_span.status.status_code == StatusCode.ERROR
+    assert round_span.status.description == "timed out"
+    assert round_span.attributes["node_state"] == "FAILED"
+    exc = [e for e in round_span.events if e.name == "exception"]
+    assert exc[0].attributes["exception.stacktrace"] == TRACEBACK
+
+
+def test_heartbeats_outside_a_round_make_no_span(mem: Memory) -> None:
+    keep_alive = rdzv_event(
+        name="dynamic_rendezvous.py:DynamicRendezvousHandler._keep_alive",
+        message="The node 'n1' has sent a keep-alive heartbeat.",
+    )
+    for _ in range(3):
+        record_otel(keep_alive)
+    mem.pipeline.shutdown(5000)
+    names = [s.name.split(" ")[0] for s in mem.spans.get_finished_spans()]
+    assert names == ["torchelastic.node"]
+    assert len(mem.logs.get_finished_logs()) == 3
+
+
+def test_duration_event_becomes_span_of_that_duration(mem: Memory) -> None:
+    before = time.time_ns()
+    record_otel(agent_event("RENDEZVOUS", duration_ms=250.0, group_rank=0))
+    mem.pipeline.shutdown(5000)
+    spans = _by_name(list(mem.spans.get_finished_spans()))
+    (span,) = spans["torchelastic.agent.RENDEZVOUS"]
+    assert span.end_time - span.start_time == 250_000_000
+    assert span.end_time >= before
+    _attrs_have_three_keys(span)
+    # rank 0 emits the job span, with the id every node's span names as parent
+    (job,) = spans["torchelastic.job"]
+    assert job.context.span_id == mapping.job_span_id_for_run("job-7")
+    assert job.context.trace_id == mapping.trace_id_for_run("job-7")
+    assert job.parent is None
+    _attrs_have_three_keys(job)
+
+
+def test_worker_lifetime_span(mem: Memory) -> None:
+    record_otel(agent_event("START", worker_id="111", global_rank=2))
+    record_otel(agent_event("FAILED", worker_id="111", global_rank=2, raw_error=TRACEBACK))
+    record_otel(agent_event("START", worker_id="222", global_rank=3))
+    record_otel(agent_event("SUCCEEDED", worker_id="222", global_rank=3))
+    mem.pipeline.shutdown(5000)
+    workers = sorted(
+        _by_name(list(mem.spans.get_finished_spans()))["torchelastic.worker"], key=lambda s: s.name
+    )
+    assert [w.name for w in workers] == ["torchelastic.worker 2", "torchelastic.worker 3"]
+    failed, ok = workers
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes["node_state"] == "FAILED"
+    assert ok.status.status_code == StatusCode.UNSET
+    assert ok.attributes["torchelastic.end_reason"] == "succeeded"
+    for w in workers:
+        _attrs_have_three_keys(w)
+
+
+def test_rendezvous_after_start_ends_workers_as_restarted(mem: Memory) -> None:
+    record_otel(agent_event("START", worker_id="111"))
+    record_otel(agent_event("RENDEZVOUS", duration_ms=10.0))
+    mem.pipeline.shutdown(5000)
+    (worker,) = _by_name(list(mem.spans.get_finished_spans()))["torchelastic.worker"]
+    assert worker.attributes["torchelastic.end_reason"] == "restarted"
+    assert "torchelastic.unfinished" not in worker.attributes
+
+
+def test_open_spans_are_ended_at_shutdown(mem: Memory) -> None:
+    record_otel(agent_event("START", worker_id="111"))
+    record_otel(rdzv_event())
+    mem.pipeline.shutdown(5000)
+    spans = _by_name(list(mem.spans.get_finished_spans()))
+    for name in ("torchelastic.worker", "torchelastic.rendezvous"):
+        (span,) = spans[name]
+        assert span.attributes["torchelastic.unfinished"] is True
+        assert span.attributes["torchelastic.end_reason"] == "shutdown"
+
+
+def test_node_span_carries_final_agent_state(mem: Memory) -> None:
+    record_otel(
+        Event(
+            "torchelastic.worker.status.FAILED",
+            EventSource.AGENT,
+            metadata={"run_id": "job-7", "group_rank": 0, "state": "FAILED"},
+        )
+    )
+    mem.pipeline.shutdown(5000)
+    spans = _by_name(list(mem.spans.get_finished_spans()))
+    (node,) = spans["torchelastic.node"]
+    assert node.attributes["node_state"] == "FAILED"
+    assert node.status.status_code == StatusCode.ERROR
+    (job,) = spans["torchelastic.job"]
+    assert job.status.status_code == StatusCode.ERROR
