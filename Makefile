@@ -30,6 +30,7 @@ test: lint $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_events.py --json benchmarks/results-events.json
+	$(PY) benchmarks/bench_record.py --json benchmarks/results-record.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

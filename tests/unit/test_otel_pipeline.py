@@ -166,9 +166,42 @@ def test_malformed_headers_warn_without_the_value(caplog: pytest.LogCaptureFixtu
     secret = "Bearer s3cr3t-token"
     with caplog.at_level(logging.WARNING):
         s = settings.from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"ok=1,{secret}"})
-    assert s.logs_headers is None
+    assert s.logs_headers == {"ok": "1"}
     assert "OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not of the form name=value" in caplog.text
     assert "s3cr3t" not in caplog.text
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_exporters_never_log_header_values(protocol: str) -> None:
+    """The SDK's exporters parse header variables too; their warning must not leak."""
+    code = textwrap.dedent(
+        """
+        import logging
+        logging.basicConfig(level=logging.DEBUG)
+        from torchelastic_otel import events, otel
+        events.record(events.Event("e", events.EventSource.AGENT), "otel")
+        otel.shutdown(200)
+        """
+    )
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-ok=1,authorization Bearer s3cr3t",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "Bearer s3cr3t-logs",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not of the form" in proc.stderr
+    assert "OTEL_EXPORTER_OTLP_LOGS_HEADERS: entry 1 is not of the form" in proc.stderr
+    assert "s3cr3t" not in proc.stderr + proc.stdout
 
 
 def test_headers_parsed_and_per_signal() -> None:

@@ -60,6 +60,17 @@ DROP_REASONS = (
 )
 
 
+class HideHeaderValues(logging.Filter):
+    """Drops the SDK's "Header format invalid" warnings, which print the raw header.
+
+    Our settings already warned about the same entries, naming only their position.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the SDK's malformed-header warnings."""
+        return "Header format invalid" not in str(record.msg)
+
+
 class RateLimitFilter(logging.Filter):
     """Let one record per (logger, message template) through per interval."""
 
@@ -269,6 +280,8 @@ class Pipeline:
                 logging.getLogger(name).addFilter(limiter)
 
     def _build_providers(self) -> None:
+        # Before any exporter parses OTEL_EXPORTER_OTLP_*HEADERS itself.
+        logging.getLogger("opentelemetry.util.re").addFilter(HideHeaderValues())
         from opentelemetry import _logs, trace
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk.trace import TracerProvider

@@ -59,8 +59,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         disabled=env.get(ev.OTEL_SDK_DISABLED, "").strip().lower() == "true",
         logs_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, base_protocol),
         traces_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, base_protocol),
-        logs_headers=_headers(env, ev.OTEL_EXPORTER_OTLP_LOGS_HEADERS) or base_headers,
-        traces_headers=_headers(env, ev.OTEL_EXPORTER_OTLP_TRACES_HEADERS) or base_headers,
+        logs_headers=_first(_headers(env, ev.OTEL_EXPORTER_OTLP_LOGS_HEADERS), base_headers),
+        traces_headers=_first(_headers(env, ev.OTEL_EXPORTER_OTLP_TRACES_HEADERS), base_headers),
         max_queue_size=_positive_int(env, ev.OTEL_BLRP_MAX_QUEUE_SIZE, default.max_queue_size),
         schedule_delay_ms=_positive_int(
             env, ev.OTEL_BLRP_SCHEDULE_DELAY, default.schedule_delay_ms
@@ -85,6 +85,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+def _first(*values: dict[str, str] | None) -> dict[str, str] | None:
+    return next((v for v in values if v is not None), None)
+
+
 def check_protocol(value: str, source: str) -> str:
     """``value`` normalised, or ``ValueError`` naming the supported protocols."""
     normalised = value.strip().lower()
@@ -104,36 +108,42 @@ def _protocol(env: Mapping[str, str], name: str, default: str) -> str:
         return default
 
 
-def parse_headers(text: str, source: str) -> dict[str, str]:
+def parse_headers(text: str, source: str) -> tuple[dict[str, str], list[int]]:
     """Parse ``name=value,...`` (values may be URL-encoded).
 
-    Raises:
-        ValueError: naming the position of a malformed entry and ``source``,
-            never a value (headers carry credentials).
+    Returns the well-formed headers and the 1-based positions of malformed entries,
+    so that a warning can name where the problem is without showing a value
+    (headers carry credentials).
     """
     headers: dict[str, str] = {}
+    bad: list[int] = []
     for index, item in enumerate(text.split(",")):
         if not item.strip():
             continue
         match = _HEADER.match(item)
         if match is None:
-            raise ValueError(
-                f"{source}: entry {index + 1} is not of the form name=value "
-                "(the value is not shown: headers may hold credentials)"
-            )
+            bad.append(index + 1)
+            continue
         headers[unquote(match.group(1)).lower()] = unquote(match.group(2))
-    return headers
+    return headers, bad
 
 
 def _headers(env: Mapping[str, str], name: str) -> dict[str, str] | None:
     value = env.get(name)
     if not value:
         return None
-    try:
-        return parse_headers(value, name)
-    except ValueError as e:
-        _log.warning("%s; sending no headers from it", e)
-        return None
+    headers, bad = parse_headers(value, name)
+    if bad:
+        one = len(bad) == 1
+        _log.warning(
+            "%s: %s %s not of the form name=value and %s ignored "
+            "(values are not shown: headers may hold credentials)",
+            name,
+            ("entry " if one else "entries ") + ", ".join(map(str, bad)),
+            "is" if one else "are",
+            "is" if one else "are",
+        )
+    return headers
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, zero: bool = False) -> int:
