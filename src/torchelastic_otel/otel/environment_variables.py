@@ -49,3 +49,8 @@ whether or not the collector answers. Events still queued then are counted as dr
 
 TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S = "TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S"
 """Seconds between two warnings about dropped events or failed exports (default 60)."""
+
+TORCHELASTIC_OTEL_RDZV_EVENTS = "TORCHELASTIC_OTEL_RDZV_EVENTS"
+"""``1`` (or ``true``): under torchrun, also export the dynamic rendezvous' own events
+(torch's ``dynamic_rendezvous`` destination), so rendezvous rounds become spans.
+Off by default, as in torch, where that destination is a ``NullHandler``."""

@@ -174,7 +174,7 @@ class SpanStateMachine:
             if state == "RENDEZVOUS":
                 self._end_workers(run, start, "restarted")
             span = self._start(AGENT_SPAN_PREFIX + state, run, start, state)
-            span.set_attributes(_span_copy(m))
+            span.set_attributes(_span_copy(m, run))
             if state == "FAILED":
                 _fail(span, m, t_ns)
             else:
@@ -193,11 +193,11 @@ class SpanStateMachine:
                 span.end(end_time=t_ns)
             global_rank = m.attributes.get("torchelastic.global_rank", "?")
             span = self._start(f"{WORKER_SPAN} {global_rank}", run, t_ns, state)
-            span.set_attributes(_span_copy(m))
+            span.set_attributes(_span_copy(m, run))
             run.workers[worker_id] = span
         ctx = trace.set_span_in_context(span)
         if state in FINAL_WORKER_STATES:
-            span.set_attributes(_span_copy(m))
+            span.set_attributes(_span_copy(m, run))
             span.set_attribute(END_REASON, state.lower())
             if state == "FAILED":
                 _fail(span, m, t_ns)
@@ -249,7 +249,8 @@ class SpanStateMachine:
 
     def _end_workers(self, run: _Run, t_ns: int, reason: str) -> None:
         for span in run.workers.values():
-            span.set_attribute(END_REASON, reason)
+            # Stopped by the agent for the new round, as torch calls it elsewhere.
+            span.set_attributes({END_REASON: reason, NODE_STATE: "TERMINATED"})
             span.end(end_time=t_ns)
         run.workers.clear()
 
@@ -277,9 +278,16 @@ def _duration_ns(m: MappedEvent) -> int:
     return 0
 
 
-def _span_copy(m: MappedEvent) -> dict[str, AttrValue]:
-    """The event's attributes worth repeating on its span (not the exception text)."""
-    return {k: v for k, v in m.attributes.items() if not k.startswith("exception.")}
+def _span_copy(m: MappedEvent, run: _Run) -> dict[str, AttrValue]:
+    """The event's attributes worth repeating on its span (not the exception text).
+
+    An event that does not know its node's rank (torch's agent records the first
+    RENDEZVOUS before it learns it) keeps the rank the node already has.
+    """
+    copy = {k: v for k, v in m.attributes.items() if not k.startswith("exception.")}
+    if m.rank == UNKNOWN_RANK:
+        copy[RANK] = run.rank
+    return copy
 
 
 def _fail(span: Span, m: MappedEvent, t_ns: int) -> None:

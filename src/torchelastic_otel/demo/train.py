@@ -1,0 +1,56 @@
+"""The demo's training script: a tiny CPU job that can fail once on purpose.
+
+Each worker "trains" (sleeps) for ``--train-seconds``. With ``--fail-once-ranks R,..``
+the workers of those global ranks raise a quarter of the way in on their
+first attempt (a marker file in ``--marker-dir`` records that it did), while the
+others are still training, so torchrun restarts the group and the second attempt
+succeeds. No collectives: with torch 2.13, a node restarted after a failure and a
+node restarted for the membership change get different restart counts, and a
+process group across them does not form again.
+
+Run by torchrun: ``torchrun ... -m torchelastic_otel.demo.train --fail-once-ranks 3``.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (sleep); fail once if asked to."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    # torch's @record writes the exception to the error file the agent reads, so
+    # the failure arrives with its type, message and traceback.
+    return int(record(_train)(argv))
+
+
+def _train(argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--fail-once-ranks",
+        type=lambda text: {int(r) for r in text.split(",") if r},
+        default=set(),
+        help="comma-separated global ranks that fail on their first attempt",
+    )
+    parser.add_argument("--marker-dir", type=Path, default=Path("."))
+    parser.add_argument("--train-seconds", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
+    rank = int(os.environ["RANK"])
+    world = int(os.environ["WORLD_SIZE"])
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    marker = args.marker_dir / f"failed-rank-{rank}"
+    if rank in args.fail_once_ranks and not marker.exists():
+        time.sleep(args.train_seconds / 4)
+        marker.write_text(f"restart {restart}\n")
+        raise RuntimeError(f"rank {rank}: simulated failure (loss is NaN)")
+    time.sleep(args.train_seconds)
+    print(f"rank {rank}/{world}: done (restart count {restart})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Real multi-node torchrun jobs on 127.0.0.1, exporting through rotel to a receiver.
+
+Each job is two torchrun agents (``--nnodes 2``, c10d rendezvous), two workers
+each, running ``torchelastic_otel.demo.train``. Every job is bounded in time.
+"""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchelastic_otel.demo.job import JobResult, run_job
+from torchelastic_otel.otel import mapping
+from torchelastic_otel.receiver import OtlpHttpReceiver
+from torchelastic_otel.rotel import Rotel, free_port, run_rotel
+
+pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
+
+THREE_KEYS = ("run_id", "rank", "node_state")
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OtlpHttpReceiver, Rotel]]:
+    with (
+        OtlpHttpReceiver() as receiver,
+        run_rotel(receiver.endpoint, Path(tmp_path_factory.mktemp("rotel"))) as rotel,
+    ):
+        yield receiver, rotel
+
+
+def _env(endpoint: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCHELASTIC_"))}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, TORCHELASTIC_OTEL_RDZV_EVENTS="1")
+    env.update(extra)
+    return env
+
+
+def _job_data(
+    receiver: OtlpHttpReceiver, run_id: str, timeout_s: float = 20.0
+) -> tuple[list[Any], list[Any]]:
+    """The job's records and spans, once the job span (exported last by rank 0) arrived."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        spans = [s for s in receiver.received.spans if s["attributes"].get("run_id") == run_id]
+        if any(s["name"] == "torchelastic.job" for s in spans):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # the other node's last batch
+    logs = [r for r in receiver.received.logs if r["attributes"].get("run_id") == run_id]
+    spans = [s for s in receiver.received.spans if s["attributes"].get("run_id") == run_id]
+    return logs, spans
+
+
+def _check_ok(job: JobResult) -> None:
+    assert job.returncodes == [0, 0], "\n".join(o[-3000:] for o in job.outputs)
+
+
+def _by_prefix(spans: list[Any], prefix: str) -> list[Any]:
+    return [s for s in spans if s["name"].startswith(prefix)]
+
+
+def test_two_node_job_is_one_trace(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+    receiver, rotel = collector
+    run_id = f"e2e-ok-{uuid.uuid4().hex[:8]}"
+    job = run_job(run_id, env=_env(rotel.grpc_endpoint), train_seconds=1.0, timeout_s=180)
+    _check_ok(job)
+    logs, spans = _job_data(receiver, run_id)
+
+    trace_id = f"{mapping.trace_id_for_run(run_id):032x}"
+    assert {s["trace_id"] for s in spans} == {trace_id}
+    assert {r["trace_id"] for r in logs} == {trace_id}
+    agents = {s["resource"]["process.pid"] for s in spans}
+    assert len(agents) == 2
+
+    # both nodes' rendezvous rounds, each a span with the rendezvous' events
+    rounds = _by_prefix(spans, "torchelastic.rendezvous")
+    assert {s["resource"]["process.pid"] for s in rounds} == agents
+    assert all(s["events"] for s in rounds)
+    assert {s["attributes"]["rank"] for s in rounds} == {0, 1}
+    rdzv_logs = [r for r in logs if r["attributes"]["torchelastic.event.kind"] == "rendezvous"]
+    assert any(
+        r["event_name"] == "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous"
+        for r in rdzv_logs
+    )
+
+    # all four workers, started and succeeded
+    workers = _by_prefix(spans, "torchelastic.worker")
+    assert sorted(s["name"] for s in workers) == [f"torchelastic.worker {r}" for r in range(4)]
+    assert {s["attributes"]["node_state"] for s in workers} == {"SUCCEEDED"}
+
+    # the agent's duration events, as records and as spans
+    durations = [r for r in logs if "torchelastic.duration_ms" in r["attributes"]]
+    assert {r["attributes"]["node_state"] for r in durations} >= {
+        "RENDEZVOUS",
+        "ASSIGN_WORKER_RANKS",
+    }
+    assert len(_by_prefix(spans, "torchelastic.agent.RENDEZVOUS")) == 2
+
+    # one job span (rank 0's), parent of both node spans; no missing parents
+    (job_span,) = _by_prefix(spans, "torchelastic.job")
+    nodes = _by_prefix(spans, "torchelastic.node")
+    assert len(nodes) == 2
+    assert {n["parent_span_id"] for n in nodes} == {job_span["span_id"]}
+    ids = {s["span_id"] for s in spans}
+    assert all(s["parent_span_id"] in ids for s in spans if s is not job_span)
+
+    for item in [*logs, *spans]:
+        for key in THREE_KEYS:
+            assert key in item["attributes"], (item.get("name") or item["event_name"], key)
+
+
+def test_failure_and_restart_in_one_trace(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+    receiver, rotel = collector
+    run_id = f"e2e-restart-{uuid.uuid4().hex[:8]}"
+    job = run_job(
+        run_id,
+        env=_env(rotel.grpc_endpoint),
+        fail_once_ranks=[3],
+        max_restarts=1,
+        train_seconds=3.0,
+        timeout_s=180,
+    )
+    _check_ok(job)
+    logs, spans = _job_data(receiver, run_id)
+    assert {s["trace_id"] for s in spans} == {f"{mapping.trace_id_for_run(run_id):032x}"}
+
+    # the failure, with its state and error
+    failed = [
+        r
+        for r in logs
+        if r["attributes"]["node_state"] == "FAILED"
+        and r["attributes"]["torchelastic.event.kind"] == "agent"
+    ]
+    culprit = [r for r in failed if r["attributes"]["torchelastic.global_rank"] == 3]
+    assert culprit, [r["attributes"] for r in failed]
+    assert culprit[0]["severity_text"] == "ERROR"
+    assert "simulated failure" in culprit[0]["attributes"]["exception.message"]
+    assert culprit[0]["attributes"]["exception.type"] == "RuntimeError"
+    failed_span = [
+        s for s in _by_prefix(spans, "torchelastic.worker 3") if s["status_code"] == 2
+    ]
+    assert len(failed_span) == 1
+
+    # the restart: a second rendezvous round on each node
+    for pid in {s["resource"]["process.pid"] for s in spans}:
+        node_rounds = [
+            s
+            for s in _by_prefix(spans, "torchelastic.agent.RENDEZVOUS")
+            if s["resource"]["process.pid"] == pid
+        ]
+        assert len(node_rounds) == 2
+    # restarted workers that did not fail are ended as such
+    assert any(
+        s["attributes"].get("torchelastic.end_reason") == "restarted"
+        for s in _by_prefix(spans, "torchelastic.worker")
+    )
+
+    # and the job's success: every rank's last worker span succeeded
+    last: dict[str, Any] = {}
+    for s in sorted(_by_prefix(spans, "torchelastic.worker"), key=lambda s: s["end"]):
+        last[s["name"]] = s
+    assert sorted(last) == [f"torchelastic.worker {r}" for r in range(4)]
+    assert {s["attributes"]["node_state"] for s in last.values()} == {"SUCCEEDED"}
+
+
+def test_collector_down_same_exit_code_bounded_wall(
+    collector: tuple[OtlpHttpReceiver, Rotel],
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    bound_s = 1.0
+    results = {}
+    for handler in ("null", "otel"):
+        for fail in (False, True):
+            env = _env(dead, TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS=str(int(bound_s * 1000)))
+            results[handler, fail] = run_job(
+                f"e2e-down-{handler}-{fail}-{uuid.uuid4().hex[:6]}",
+                event_log_handler=handler,
+                env=env,
+                # Both nodes fail: one failed node alone leaves the other agent
+                # waiting in torch's exit barrier (300 s).
+                fail_once_ranks=[1, 3] if fail else [],
+                max_restarts=0,
+                train_seconds=1.0,
+                timeout_s=180,
+            )
+    for fail in (False, True):
+        assert results["otel", fail].returncodes == results["null", fail].returncodes
+    assert results["otel", True].returncode != 0
+    assert results["otel", False].returncode == 0
+    # Each agent flushes for at most the bound, in parallel; torchrun's own timing
+    # varies by about a second on this 2-core machine, hence the margin.
+    extra = results["otel", False].wall_s - results["null", False].wall_s
+    assert extra < bound_s + 2.5, (extra, {k: r.wall_s for k, r in results.items()})
+    # The dead collector is reported, once per agent at exit, not per event.
+    for out in results["otel", False].outputs:
+        assert out.count("lost so far") <= 2, out[-3000:]
+
+
+def test_misconfigured_protocol_one_warning(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+    _, rotel = collector
+    job = run_job(
+        f"e2e-badproto-{uuid.uuid4().hex[:6]}",
+        env=_env(rotel.grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="smoke-signals"),
+        train_seconds=0.5,
+        timeout_s=180,
+    )
+    _check_ok(job)
+    for out in job.outputs:
+        assert out.count("OTEL_EXPORTER_OTLP_PROTOCOL='smoke-signals' is not supported") == 1

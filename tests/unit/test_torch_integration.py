@@ -1,0 +1,187 @@
+"""The torch integration in one process: hook, exactly-once, restart capture, rdzv patch."""
+
+import inspect
+import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from types import ModuleType, SimpleNamespace
+from typing import Any
+from unittest.mock import MagicMock
+
+import pytest
+
+from tests.support.memory import Memory, memory_pipeline
+from torchelastic_otel import events as ours
+from torchelastic_otel import torch_integration
+
+torch_events: ModuleType = pytest.importorskip(
+    "torch.distributed.elastic.events",
+    reason="torch is not installed: torch integration tests skipped",
+)
+
+
+@pytest.fixture
+def installed() -> Iterator[None]:
+    assert torch_integration.install()
+    yield
+    torch_integration.uninstall()
+
+
+@pytest.fixture
+def mem() -> Iterator[Memory]:
+    with memory_pipeline() as m:
+        yield m
+
+
+def test_entry_point_registers_otel_in_torch() -> None:
+    """A fresh interpreter: importing torch's rendezvous package runs our hook."""
+    code = textwrap.dedent(
+        """
+        import warnings; warnings.filterwarnings("ignore")
+        import torch.distributed.elastic.rendezvous
+        import torch.distributed.elastic.events.handlers as h
+        from torchelastic_otel import events
+        print(type(h._log_handlers["otel"]).__name__,
+              h._log_handlers["otel"] is events.get_logging_handler("otel"),
+              type(h._log_handlers["null"]).__name__,
+              type(h._log_handlers["dynamic_rendezvous"]).__name__)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["OtelHandler", "True", "NullHandler", "NullHandler"]
+
+
+def test_hook_returns_a_backend_that_explains_itself(installed: None) -> None:
+    factory = torch_integration.torchrun_hook()
+    with pytest.raises(ValueError, match="--event_log_handler otel"):
+        factory(object())
+
+
+def test_event_through_either_module_is_exported_once(installed: None, mem: Memory) -> None:
+    torch_events.record(
+        torch_events.Event("from-torch", torch_events.EventSource.AGENT, metadata={"run_id": "x"}),
+        "otel",
+    )
+    ours.record(ours.Event("from-ours", ours.EventSource.AGENT, metadata={"run_id": "x"}), "otel")
+    torch_events.record(torch_events.Event("again", torch_events.EventSource.AGENT), "otel")
+    names = [r.log_record.event_name for r in mem.log_records()]
+    assert names == ["from-torch", "from-ours", "again"]
+    logger = logging.getLogger("torchelastic-events-otel")
+    handlers = [h for h in logger.handlers if type(h).__name__ == "OtelHandler"]
+    assert len(handlers) == 1
+
+
+def test_install_is_idempotent_and_uninstall_restores(mem: Memory) -> None:
+    import torch.distributed.elastic.events.handlers as torch_handlers
+    from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
+
+    torch_integration.uninstall()  # whatever the entry point did at import
+    before = dict(torch_handlers._log_handlers)
+    monitor = LocalElasticAgent._monitor_workers
+    assert torch_integration.install(rdzv_events=True)
+    assert torch_integration.install(rdzv_events=True)
+    assert getattr(LocalElasticAgent._monitor_workers, "__torchelastic_otel__", False)
+    assert torch_handlers._log_handlers["dynamic_rendezvous"] is ours.get_logging_handler("otel")
+    torch_integration.uninstall()
+    assert torch_handlers._log_handlers == before
+    assert LocalElasticAgent._monitor_workers is monitor
+    assert isinstance(ours.get_logging_handler("dynamic_rendezvous"), logging.NullHandler)
+
+
+def test_unused_install_changes_no_torch_destination(installed: None) -> None:
+    import torch.distributed.elastic.events.handlers as torch_handlers
+
+    assert isinstance(torch_handlers._log_handlers["null"], logging.NullHandler)
+    assert isinstance(torch_handlers._log_handlers["dynamic_rendezvous"], logging.NullHandler)
+    assert isinstance(torch_handlers._log_handlers["console"], logging.StreamHandler)
+
+
+def _fake_agent(destination: str, remaining: int) -> Any:
+    return SimpleNamespace(
+        _remaining_restarts=remaining,
+        _record_worker_events=MagicMock(),
+        _worker_group=SimpleNamespace(spec=SimpleNamespace(event_log_handler=destination)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("destination", "state", "remaining", "recorded"),
+    [
+        ("otel", "FAILED", 1, True),
+        ("otel", "UNHEALTHY", 2, True),
+        ("otel", "FAILED", 0, False),  # torch records the final states itself
+        ("otel", "HEALTHY", 1, False),
+        ("otel", "SUCCEEDED", 1, False),
+        ("null", "FAILED", 1, False),  # installed but unused: nothing changes
+        ("console", "FAILED", 1, False),
+    ],
+)
+def test_restart_capture(destination: str, state: str, remaining: int, recorded: bool) -> None:
+    from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
+
+    agent = _fake_agent(destination, remaining)
+    result = RunResult(state=WorkerState[state])
+    torch_integration._record_failure_before_restart(agent, agent._worker_group, result)
+    assert agent._record_worker_events.called is recorded
+    if recorded:
+        agent._record_worker_events.assert_called_once_with(result)
+
+
+def test_get_method_name_matches_torch() -> None:
+    from torch.distributed.elastic.rendezvous import dynamic_rendezvous
+
+    torch_fn = inspect.getattr_static(dynamic_rendezvous, "get_method_name")
+    if getattr(torch_fn, "__module__", "") != dynamic_rendezvous.__name__:
+        torch_fn = torch_integration._saved.get("rdzv:get_method_name", torch_fn)
+
+    def _record(fn: Any) -> str:
+        return str(fn())
+
+    def next_rendezvous(fn: Any) -> str:
+        return _record(fn)
+
+    for depth in (1, 2, 3):
+        assert torch_integration.get_method_name(depth) == torch_fn(depth)
+    assert next_rendezvous(torch_integration.get_method_name) == "next_rendezvous"
+    assert next_rendezvous(torch_fn) == "next_rendezvous"
+    assert torch_integration.get_method_name(10_000) == torch_fn(10_000) == "no_method_name"
+
+
+def test_rdzv_events_patch_the_rendezvous_module(mem: Memory) -> None:
+    from torch.distributed.elastic.rendezvous import dynamic_rendezvous
+
+    original = dynamic_rendezvous.construct_and_record_rdzv_event
+    assert torch_integration.install(rdzv_events=True)
+    try:
+        assert dynamic_rendezvous.construct_and_record_rdzv_event is (
+            ours.construct_and_record_rdzv_event
+        )
+        assert dynamic_rendezvous.get_method_name is torch_integration.get_method_name
+        dynamic_rendezvous.construct_and_record_rdzv_event(
+            run_id="r", message="m", node_state=dynamic_rendezvous.NodeState.RUNNING, rank=0
+        )
+        (record,) = mem.log_records()
+        assert record.log_record.event_name == (
+            "test_torch_integration.py:test_rdzv_events_patch_the_rendezvous_module"
+        )
+    finally:
+        torch_integration.uninstall()
+    assert dynamic_rendezvous.construct_and_record_rdzv_event is original
+
+
+def test_when_imported_runs_after_a_later_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    name = "json.tool"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    torch_integration.when_imported(name, lambda m: seen.append(m.__name__))
+    assert seen == []
+    import json.tool  # noqa: F401
+
+    assert seen == ["json.tool"]
+    torch_integration.when_imported(name, lambda m: seen.append("now"))
+    assert seen == ["json.tool", "now"]
