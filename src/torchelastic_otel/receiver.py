@@ -15,7 +15,6 @@ import http.server
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -27,34 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-
-def any_value(v: AnyValue) -> Any:
-    """The Python value of an OTLP ``AnyValue``."""
-    kind = v.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_value(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
-    return getattr(v, kind)
-
-
-def attrs(kvs: Any) -> dict[str, Any]:
-    """OTLP ``KeyValue`` attributes as a dict."""
-    return {kv.key: any_value(kv.value) for kv in kvs}
-
-
-@dataclass
-class Received:
-    """Flattened log records and spans, with their resource attributes."""
-
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    spans: list[dict[str, Any]] = field(default_factory=list)
-    requests: int = 0
-    headers: list[dict[str, str]] = field(default_factory=list)
+from torchelastic_otel.otlp_data import Received
 
 
 class OtlpHttpReceiver:
@@ -62,7 +35,6 @@ class OtlpHttpReceiver:
 
     def __init__(self) -> None:
         self.received = Received()
-        self._lock = threading.Lock()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -90,69 +62,22 @@ class OtlpHttpReceiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _accept(self, path: str, body: bytes, headers: dict[str, str]) -> bytes | None:
-        with self._lock:
-            self.received.requests += 1
+        with self.received.lock:
             self.received.headers.append({k.lower(): v for k, v in headers.items()})
-            if path.endswith("/v1/logs"):
-                req = ExportLogsServiceRequest.FromString(body)
-                for rl in req.resource_logs:
-                    resource = attrs(rl.resource.attributes)
-                    for sl in rl.scope_logs:
-                        for r in sl.log_records:
-                            self.received.logs.append(
-                                {
-                                    "resource": resource,
-                                    "scope": sl.scope.name,
-                                    "event_name": r.event_name,
-                                    "body": any_value(r.body),
-                                    "severity_number": r.severity_number,
-                                    "severity_text": r.severity_text,
-                                    "time_unix_nano": r.time_unix_nano,
-                                    "observed_time_unix_nano": r.observed_time_unix_nano,
-                                    "trace_id": r.trace_id.hex(),
-                                    "span_id": r.span_id.hex(),
-                                    "attributes": attrs(r.attributes),
-                                }
-                            )
-                return bytes(ExportLogsServiceResponse().SerializeToString())
-            if path.endswith("/v1/traces"):
-                treq = ExportTraceServiceRequest.FromString(body)
-                for rs in treq.resource_spans:
-                    resource = attrs(rs.resource.attributes)
-                    for ss in rs.scope_spans:
-                        for s in ss.spans:
-                            self.received.spans.append(
-                                {
-                                    "resource": resource,
-                                    "name": s.name,
-                                    "trace_id": s.trace_id.hex(),
-                                    "span_id": s.span_id.hex(),
-                                    "parent_span_id": s.parent_span_id.hex(),
-                                    "start": s.start_time_unix_nano,
-                                    "end": s.end_time_unix_nano,
-                                    "status_code": s.status.code,
-                                    "status_message": s.status.message,
-                                    "attributes": attrs(s.attributes),
-                                    "events": [
-                                        {
-                                            "name": e.name,
-                                            "time": e.time_unix_nano,
-                                            "attributes": attrs(e.attributes),
-                                        }
-                                        for e in s.events
-                                    ],
-                                }
-                            )
-                return bytes(ExportTraceServiceResponse().SerializeToString())
-            return None
+        if path.endswith("/v1/logs"):
+            self.received.add_logs(ExportLogsServiceRequest.FromString(body))
+            return bytes(ExportLogsServiceResponse().SerializeToString())
+        if path.endswith("/v1/traces"):
+            self.received.add_spans(ExportTraceServiceRequest.FromString(body))
+            return bytes(ExportTraceServiceResponse().SerializeToString())
+        return None
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> Received:
         """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.received.logs) >= n_logs and len(self.received.spans) >= n_spans:
-                    break
+            if len(self.received.logs) >= n_logs and len(self.received.spans) >= n_spans:
+                break
             time.sleep(0.05)
         return self.received
 

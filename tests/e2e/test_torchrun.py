@@ -140,9 +140,7 @@ def test_failure_and_restart_in_one_trace(collector: tuple[OtlpHttpReceiver, Rot
     assert culprit[0]["severity_text"] == "ERROR"
     assert "simulated failure" in culprit[0]["attributes"]["exception.message"]
     assert culprit[0]["attributes"]["exception.type"] == "RuntimeError"
-    failed_span = [
-        s for s in _by_prefix(spans, "torchelastic.worker 3") if s["status_code"] == 2
-    ]
+    failed_span = [s for s in _by_prefix(spans, "torchelastic.worker 3") if s["status_code"] == 2]
     assert len(failed_span) == 1
 
     # the restart: a second rendezvous round on each node

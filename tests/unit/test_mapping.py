@@ -449,3 +449,18 @@ def test_node_span_carries_final_agent_state(mem: Memory) -> None:
     assert node.status.status_code == StatusCode.ERROR
     (job,) = spans["torchelastic.job"]
     assert job.status.status_code == StatusCode.ERROR
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "message"),
+    [(-15, "exited with code -15 (killed by SIGTERM)"), (3, "exited with code 3")],
+)
+def test_worker_failure_without_error_file_uses_exit_code(
+    mem: Memory, exit_code: int, message: str
+) -> None:
+    nested = json.dumps({"exit_code": [exit_code], "local_rank": [0]})
+    r = records_of(
+        mem, agent_event("FAILED", raw_error=json.dumps({"message": "<NONE>"}), metadata=nested)
+    ).log_record
+    assert r.attributes["exception.type"] == "torchelastic.WorkerFailure"
+    assert r.attributes["exception.message"] == message

@@ -15,6 +15,7 @@ Example::
 import hashlib
 import json
 import re
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,12 +179,7 @@ def _map_agent(event: Event) -> MappedEvent:
             _put_nested(attrs, value)
         elif key != "raw_error":
             _put(attrs, PREFIX + key, value)
-    exc: dict[str, str] = {}
-    raw_error = md.get("raw_error")
-    if isinstance(raw_error, str) and raw_error:
-        exc = exception_from_text(raw_error, "torchelastic.WorkerFailure")
-    elif state == "FAILED":
-        exc = {"exception.type": "torchelastic.WorkerFailure"}
+    exc = _agent_exception(md.get("raw_error"), state, attrs.get("torchelastic.metadata.exit_code"))
     attrs.update(exc)
     if state == "FAILED":
         severity = SEVERITY_ERROR
@@ -205,6 +201,33 @@ def _map_agent(event: Event) -> MappedEvent:
 # The last line of a Python traceback: "pkg.module.SomeError: message" (message optional).
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 _TRACEBACK_HEAD = "Traceback (most recent call last)"
+
+
+_NO_ERROR_FILE = "<NONE>"  # torch's error_file_data when a worker wrote none
+
+
+def _agent_exception(raw_error: Any, state: str, exit_code: Any) -> dict[str, str]:
+    exc: dict[str, str] = {}
+    if isinstance(raw_error, str) and raw_error:
+        exc = exception_from_text(raw_error, "torchelastic.WorkerFailure")
+    elif state == "FAILED":
+        exc = {"exception.type": "torchelastic.WorkerFailure"}
+    # No error file (the worker did not use torch's @record, or was killed): the
+    # exit code is all there is, and says whether a signal ended it.
+    no_message = exc and exc.get("exception.message", _NO_ERROR_FILE) == _NO_ERROR_FILE
+    if no_message and isinstance(exit_code, int) and not isinstance(exit_code, bool):
+        exc["exception.message"] = _describe_exit(exit_code)
+    return exc
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"exited with code {code} (killed by {name})"
+    return f"exited with code {code}"
 
 
 def exception_from_text(text: str, default_type: str) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""``torchelastic-otel timeline``: a job's rendezvous timeline, with no backend needed."""
