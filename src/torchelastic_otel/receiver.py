@@ -30,11 +30,23 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from torchelastic_otel.otlp_data import Received
 
 
-class OtlpHttpReceiver:
-    """An OTLP/HTTP server on 127.0.0.1 that keeps every record it is sent."""
+class PortInUseError(OSError):
+    """A receiver could not listen: the port is taken."""
 
-    def __init__(self) -> None:
-        self.received = Received()
+
+class OtlpHttpReceiver:
+    """An OTLP/HTTP server on 127.0.0.1 that keeps every record it is sent.
+
+    Args:
+        port: the port to listen on (0: any free one).
+        received: where to keep the data (default: a new :class:`Received`).
+
+    Raises:
+        PortInUseError: ``port`` is taken.
+    """
+
+    def __init__(self, port: int = 0, received: Received | None = None) -> None:
+        self.received = received if received is not None else Received()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,7 +68,12 @@ class OtlpHttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        try:
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError as e:
+            raise PortInUseError(
+                f"cannot listen on 127.0.0.1:{port} (HTTP): {e.strerror}"
+            ) from None
         self.port = int(self.server.server_address[1])
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -93,3 +110,58 @@ class OtlpHttpReceiver:
     ) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OtlpGrpcReceiver:
+    """An OTLP/gRPC server on 127.0.0.1 (logs and traces services).
+
+    Args:
+        port: the port to listen on (0: any free one).
+        received: where to keep the data (default: a new :class:`Received`).
+
+    Raises:
+        PortInUseError: ``port`` is taken.
+    """
+
+    def __init__(self, port: int = 0, received: Received | None = None) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self.received = received if received is not None else Received()
+        store = self.received
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request: Any, context: Any) -> ExportLogsServiceResponse:  # noqa: N802
+                store.add_logs(request)
+                return ExportLogsServiceResponse()
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> ExportTraceServiceResponse:  # noqa: N802
+                store.add_spans(request)
+                return ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)  # type: ignore[no-untyped-call]
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)  # type: ignore[no-untyped-call]
+        try:
+            self.port = int(self.server.add_insecure_port(f"127.0.0.1:{port}"))
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise PortInUseError(f"cannot listen on 127.0.0.1:{port} (gRPC): address in use")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "OtlpGrpcReceiver":
+        self.server.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.stop(grace=1).wait(timeout=5)

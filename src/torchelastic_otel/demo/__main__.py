@@ -7,8 +7,9 @@ What it does, all on 127.0.0.1, with no Docker:
    rendezvous, 2 workers each); the worker of rank 3 fails once and torchrun
    restarts the group (``--max-restarts 1``);
 3. saves what arrived as OTLP JSON (``build/demo/otlp.jsonl``; render it again with
-   ``torchelastic-otel timeline build/demo/otlp.jsonl``) and prints the job's
-   rendezvous timeline.
+   ``torchelastic-otel timeline build/demo/otlp.jsonl``), prints the job's
+   rendezvous timeline and writes it as a self-contained page
+   (``build/demo/timeline.html``).
 
 With ``--endpoint`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``) the job exports to that
 collector instead, e.g. the docker compose stack of ``otel-collector/``.
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from torchelastic_otel.otlp_data import write_otlp_json
     from torchelastic_otel.receiver import OtlpHttpReceiver
     from torchelastic_otel.rotel import run_rotel
+    from torchelastic_otel.timeline.html import write_html
     from torchelastic_otel.timeline.model import build_timelines
     from torchelastic_otel.timeline.terminal import print_timelines
 
@@ -99,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]agent {i} output (last lines):[/red]\n{output[-2000:]}")
     jobs = build_timelines(receiver.received, run_id=args.run_id)
     print_timelines(jobs, console)
+    page = write_html(jobs, args.out / "timeline.html")
     console.print(
         f"{len(receiver.received.logs)} log records and {len(receiver.received.spans)} spans "
-        f"saved to {data}\nrender again with: torchelastic-otel timeline {data}"
+        f"saved to {data}\nHTML timeline (hover for attributes): {page.resolve()}\n"
+        f"render again with: torchelastic-otel timeline {data} --html timeline.html"
     )
     return job.returncode or (0 if jobs else 1)
 

@@ -1,0 +1,142 @@
+"""The ``torchelastic-otel`` command.
+
+``torchelastic-otel timeline`` shows a job's rendezvous timeline from OTLP JSON
+files (what the OpenTelemetry Collector's ``file`` exporter writes, or ``make
+demo``'s ``build/demo/otlp.jsonl``), or live: it receives OTLP on 127.0.0.1 (gRPC
+and HTTP) for the duration of a job, behind a collector or directly.
+
+Examples::
+
+    torchelastic-otel timeline build/demo/otlp.jsonl --html timeline.html
+    torchelastic-otel timeline --listen --grpc-port 4317 --http-port 4318 --idle-exit 10
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchelastic-otel", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tl = sub.add_parser(
+        "timeline",
+        help="show a job's rendezvous timeline",
+        description="Show a job's rendezvous timeline: nodes by time, rendezvous rounds, "
+        "worker lifetimes, failures and restarts.",
+    )
+    tl.add_argument("files", nargs="*", type=Path, help="OTLP JSON files (one request per line)")
+    tl.add_argument("--listen", action="store_true", help="receive OTLP on 127.0.0.1 instead")
+    tl.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0: none)")
+    tl.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (0: none)")
+    tl.add_argument(
+        "--idle-exit",
+        type=float,
+        default=0.0,
+        help="with --listen: stop this many seconds after the last data (0: run until Ctrl-C)",
+    )
+    tl.add_argument("--duration", type=float, default=0.0, help="with --listen: stop after S s")
+    tl.add_argument("--run-id", help="only this run_id")
+    tl.add_argument("--html", type=Path, help="also write a self-contained HTML page here")
+    tl.add_argument("--save", type=Path, help="with --listen: save what arrived as OTLP JSON")
+    tl.add_argument("--width", type=int, help="terminal width to draw for")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``torchelastic-otel``."""
+    args = _parser().parse_args(argv)
+    console = Console(stderr=False)
+    err = Console(stderr=True, soft_wrap=True)
+    if args.listen == bool(args.files):
+        err.print("[red]error:[/red] give OTLP JSON files, or --listen (not both)")
+        return EXIT_USAGE
+    from torchelastic_otel.otlp_data import OtlpFileError, Received
+
+    try:
+        received = _listen(args, err) if args.listen else _read(args.files)
+    except OtlpFileError as e:
+        err.print(f"[red]error:[/red] {e}")
+        return EXIT_USAGE
+    except OSError as e:
+        err.print(f"[red]error:[/red] {e}")
+        return EXIT_USAGE
+    assert isinstance(received, Received)
+    return _show(received, args, console)
+
+
+def _read(paths: list[Path]) -> object:
+    from torchelastic_otel.timeline.model import load
+
+    return load(paths)
+
+
+def _listen(args: argparse.Namespace, err: Console) -> object:
+    from contextlib import ExitStack
+
+    from torchelastic_otel.otlp_data import Received, write_otlp_json
+    from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver, PortInUseError
+
+    if not args.grpc_port and not args.http_port:
+        raise OSError("--grpc-port and --http-port are both 0: nothing to listen on")
+    received = Received()
+    with ExitStack() as stack:
+        where = []
+        try:
+            if args.grpc_port:
+                grpc = stack.enter_context(OtlpGrpcReceiver(args.grpc_port, received))
+                where.append(f"gRPC {grpc.endpoint}")
+            if args.http_port:
+                http = stack.enter_context(OtlpHttpReceiver(args.http_port, received))
+                where.append(f"HTTP {http.endpoint}")
+        except PortInUseError as e:
+            raise OSError(f"{e}: choose another with --grpc-port / --http-port") from None
+        started = time.monotonic()
+        last_count, last_change = 0, started
+        try:
+            with err.status("") as status:
+                while True:
+                    count = len(received.logs) + len(received.spans)
+                    now = time.monotonic()
+                    if count != last_count:
+                        last_count, last_change = count, now
+                    status.update(
+                        f"receiving OTLP on {', '.join(where)} — {len(received.logs)} records, "
+                        f"{len(received.spans)} spans (Ctrl-C to stop)"
+                    )
+                    if args.duration and now - started >= args.duration:
+                        break
+                    if args.idle_exit and count and now - last_change >= args.idle_exit:
+                        break
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        write_otlp_json(received, args.save)
+        err.print(f"saved to {args.save}")
+    return received
+
+
+def _show(received: object, args: argparse.Namespace, console: Console) -> int:
+    from torchelastic_otel.otlp_data import Received
+    from torchelastic_otel.timeline.model import build_timelines
+    from torchelastic_otel.timeline.terminal import print_timelines
+
+    assert isinstance(received, Received)
+    jobs = build_timelines(received, run_id=args.run_id)
+    print_timelines(jobs, console, width=args.width)
+    if args.html:
+        from torchelastic_otel.timeline.html import write_html
+
+        console.print(f"HTML timeline: {write_html(jobs, args.html).resolve()}")
+    return 0 if jobs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
