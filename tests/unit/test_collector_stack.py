@@ -66,8 +66,8 @@ def emitted() -> dict[str, set[str]]:
         logs = m.logs.get_finished_logs()
         spans = m.spans.get_finished_spans()
     return {
-        "log_keys": {k for r in logs for k in r.log_record.attributes},
-        "span_keys": {k for s in spans for k in s.attributes},
+        "log_keys": {k for r in logs for k in (r.log_record.attributes or {})},
+        "span_keys": {k for s in spans for k in (s.attributes or {})},
         "span_names": {s.name for s in spans},
         "resource_keys": {k for r in logs for k in r.resource.attributes},
     }
@@ -87,10 +87,10 @@ def test_pipelines_use_defined_components(config: Any) -> None:
     used: dict[str, set[str]] = {"receivers": set(), "processors": set(), "exporters": set()}
     assert set(service["pipelines"]) == {"traces", "logs"}
     for name, pipeline in service["pipelines"].items():
-        for kind in used:
+        for kind, names in used.items():
             for component in pipeline.get(kind, []):
                 assert component in config[kind], f"{name}: {kind} {component} is not defined"
-                used[kind].add(component)
+                names.add(component)
         # memory_limiter must see data first, batch last
         assert pipeline["processors"][0] == "memory_limiter", name
         assert pipeline["processors"][-1] == "batch", name
