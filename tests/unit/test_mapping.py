@@ -464,3 +464,12 @@ def test_worker_failure_without_error_file_uses_exit_code(
     ).log_record
     assert r.attributes["exception.type"] == "torchelastic.WorkerFailure"
     assert r.attributes["exception.message"] == message
+
+
+def test_ints_beyond_64_bits_become_strings(mem: Memory) -> None:
+    """OTLP ints are 64-bit; one bigger int must not fail the batch it is in."""
+    md: dict[str, Any] = {"run_id": "r", "big": 2**70, "neg": -(2**63), "arr": [1, 2**64]}
+    a = records_of(mem, Event("e", EventSource.AGENT, metadata=md)).log_record.attributes
+    assert a["torchelastic.big"] == str(2**70)
+    assert a["torchelastic.neg"] == -(2**63)
+    assert a["torchelastic.arr"] == "[1,18446744073709551616]"  # mixed: JSON text

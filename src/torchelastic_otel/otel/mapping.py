@@ -42,6 +42,8 @@ UNKNOWN_STATE = "UNKNOWN"
 WARN_STATES = frozenset({"UNHEALTHY", "TERMINATED"})
 FINAL_WORKER_STATES = frozenset({"SUCCEEDED", "FAILED", "TERMINATED", "UNHEALTHY"})
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 AttrValue = str | bool | int | float | list[str] | list[bool] | list[int] | list[float]
 
 
@@ -309,14 +311,20 @@ def to_attribute(value: Any) -> AttrValue | None:
     """An OTel attribute value for ``value``; ``None`` for ``None`` (omitted)."""
     if value is None:
         return None
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64_MIN <= value <= _INT64_MAX
+    ):
+        return str(value)  # OTLP ints are 64-bit; a bigger one would fail its whole batch
     if isinstance(value, (str, bool, int, float)):
         # Enums of str (EventSource, NodeState) become plain strings.
         return _enum_value(value) if isinstance(value, str) else value
     if isinstance(value, (list, tuple)):
-        items = [v for v in value if v is not None]
+        items: list[Any] = [to_attribute(v) for v in value if v is not None]
         kinds = {type(v) for v in items}
         if len(kinds) == 1 and kinds <= {str, bool, int, float}:
-            return list(items)
+            return items
         if not items:
             return []
     return _compact_json(value)

@@ -35,11 +35,15 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import Tracer
 
+    from torchelastic_otel.otel.encoding import Encoder, Envelope
     from torchelastic_otel.otel.spans import SpanStateMachine
 
 _log = logging.getLogger("torchelastic_otel")
 
 SCOPE = "torchelastic_otel"
+
+# Of the exit bound, what closing the exporters and the interpreter's teardown need.
+_EXIT_RESERVE_S = 0.15
 
 # Loggers of the OTLP exporters, which log every failed request.
 _EXPORTER_LOGGERS = (
@@ -135,6 +139,10 @@ class Pipeline:
         self._log_exporter: Any = log_exporter
         self._span_exporter: Any = span_exporter
         self._machine: SpanStateMachine | None = None
+        # The fast log path (encoding.py), when we own an OTLP log exporter.
+        self._encoder: Encoder | None = None
+        self._envelope: Envelope | None = None
+        self._span_of: Callable[[Any], Any] | None = None
         self._severity: Callable[[int], Any] | None = None
         self._last_warning = 0.0
         self._last_reported: dict[str, int] = {}
@@ -201,8 +209,9 @@ class Pipeline:
         if worker is not None and worker.is_alive():
             self._stop = True
             self._wake.set()
-            # Leave a little of the bound for closing the exporters.
-            worker.join(max(0.0, deadline - time.monotonic() - 0.05))
+            # Leave part of the bound for closing the exporters and the interpreter's
+            # own teardown, so that the whole exit stays within it.
+            worker.join(max(0.0, deadline - time.monotonic() - _EXIT_RESERVE_S))
             if worker.is_alive():
                 self._abandon()
         for exporter in self._owned:
@@ -286,6 +295,7 @@ class Pipeline:
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk.trace import TracerProvider
 
+        from torchelastic_otel.otel import encoding
         from torchelastic_otel.otel.processors import CollectLogRecords, CollectSpans
 
         s = self.settings
@@ -298,6 +308,12 @@ class Pipeline:
         resource = _resource(s)
         if use_logs and self._log_exporter is None:
             self._logger = global_logs.get_logger(SCOPE, __version__)
+        elif self._log_exporter is None and encoding.install():
+            self._log_exporter = _log_exporter(s)
+            self._owned.append(self._log_exporter)
+            self._encoder = encoding.Encoder.from_env()
+            self._envelope = encoding.Envelope(dict(resource.attributes), SCOPE, __version__)
+            self._span_of = trace.get_current_span
         else:
             provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
             provider.add_log_record_processor(CollectLogRecords(self._pending_logs))
@@ -323,26 +339,12 @@ class Pipeline:
 
     def _drain(self) -> None:
         """Map everything queued so far into pending log records and spans."""
-        assert self._logger is not None
-        assert self._machine is not None
-        assert self._severity is not None
         queue = self._queue
         while queue and not self._abandoned:
             self._in_hand = 1
             item, t_ns = queue.popleft()
             try:
-                m = map_event(to_event(item))
-                context = self._machine.on_event(m, t_ns)
-                self._logger.emit(
-                    timestamp=m.timestamp_ns or t_ns,
-                    observed_timestamp=t_ns,
-                    context=context,
-                    severity_number=self._severity(m.severity),
-                    severity_text=SEVERITY_TEXT[m.severity],
-                    body=m.body,
-                    attributes=m.attributes,
-                    event_name=m.event_name,
-                )
+                self._map_one(item, t_ns)
             except Exception as e:  # noqa: BLE001 -- one bad event must not stop the rest
                 self._drop("invalid", 1)
                 self._warn_once_invalid(e)
@@ -350,6 +352,27 @@ class Pipeline:
                 self._in_hand = 0
             if len(self._pending_logs) >= self.settings.logs_batch_size:
                 self._export_pending()
+
+    def _map_one(self, item: object, t_ns: int) -> None:
+        assert self._machine is not None
+        m = map_event(to_event(item))
+        context = self._machine.on_event(m, t_ns)
+        if self._encoder is not None and self._span_of is not None:
+            ids = self._span_of(context).get_span_context()
+            self._pending_logs.append(self._encoder.log_record(m, t_ns, ids.trace_id, ids.span_id))
+            return
+        assert self._logger is not None
+        assert self._severity is not None
+        self._logger.emit(
+            timestamp=m.timestamp_ns or t_ns,
+            observed_timestamp=t_ns,
+            context=context,
+            severity_number=self._severity(m.severity),
+            severity_text=SEVERITY_TEXT[m.severity],
+            body=m.body,
+            attributes=m.attributes,
+            event_name=m.event_name,
+        )
 
     def _finish(self) -> None:
         assert self._machine is not None
@@ -365,8 +388,12 @@ class Pipeline:
             self._idle.notify_all()
 
     def _export(self, signal: str, pending: list[Any], exporter: Any, batch_size: int) -> None:
+        from torchelastic_otel.otel.encoding import Prebuilt
+
         while pending and not self._abandoned:
-            batch = pending[:batch_size]
+            batch: list[Any] = pending[:batch_size]
+            if signal == "logs" and self._envelope is not None:
+                batch = Prebuilt(batch, self._envelope)  # the fast log path
             self._exporting[signal] = len(batch)
             del pending[:batch_size]
             ok = exporter is None  # None: a caller's provider exports these
@@ -437,8 +464,24 @@ def _resource(s: Settings) -> Any:
     return env_resource.merge(Resource(attrs))
 
 
-def _exporter_kwargs(s: Settings, headers: Any, path: str, protocol: str) -> dict[str, Any]:
+def _compression(name: str | None, protocol: str) -> Any:
+    if name is None or name == "none":
+        return None
+    if protocol == "grpc":
+        from grpc import Compression as GrpcCompression
+
+        return GrpcCompression.Gzip if name == "gzip" else GrpcCompression.Deflate
+    from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+
+    return HttpCompression.Gzip if name == "gzip" else HttpCompression.Deflate
+
+
+def _exporter_kwargs(
+    s: Settings, headers: Any, path: str, protocol: str, compression: str | None
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
+    if compression is not None:
+        kwargs["compression"] = _compression(compression, protocol)
     if headers is not None:
         kwargs["headers"] = dict(headers)
     if s.timeout_s is not None:
@@ -454,7 +497,7 @@ def _exporter_kwargs(s: Settings, headers: Any, path: str, protocol: str) -> dic
 
 
 def _log_exporter(s: Settings) -> Any:
-    kwargs = _exporter_kwargs(s, s.logs_headers, "/v1/logs", s.logs_protocol)
+    kwargs = _exporter_kwargs(s, s.logs_headers, "/v1/logs", s.logs_protocol, s.logs_compression)
     if s.logs_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
@@ -467,7 +510,9 @@ def _log_exporter(s: Settings) -> Any:
 
 
 def _span_exporter(s: Settings) -> Any:
-    kwargs = _exporter_kwargs(s, s.traces_headers, "/v1/traces", s.traces_protocol)
+    kwargs = _exporter_kwargs(
+        s, s.traces_headers, "/v1/traces", s.traces_protocol, s.traces_compression
+    )
     if s.traces_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

@@ -43,6 +43,9 @@ class Settings:
     shutdown_timeout_ms: int = 1000
     warning_interval_s: float = 60.0
     use_global_providers: bool = True
+    # None: the exporter reads OTEL_EXPORTER_OTLP_*COMPRESSION itself.
+    logs_compression: str | None = "gzip"
+    traces_compression: str | None = "gzip"
 
     def with_overrides(self, **overrides: Any) -> "Settings":
         """A copy with the non-``None`` overrides applied."""
@@ -55,7 +58,14 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     default = Settings()
     base_protocol = _protocol(env, ev.OTEL_EXPORTER_OTLP_PROTOCOL, default.logs_protocol)
     base_headers = _headers(env, ev.OTEL_EXPORTER_OTLP_HEADERS)
+    any_compression = (
+        ev.OTEL_EXPORTER_OTLP_COMPRESSION in env
+        or ev.OTEL_EXPORTER_OTLP_LOGS_COMPRESSION in env
+        or ev.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION in env
+    )
     return Settings(
+        logs_compression=None if any_compression else default.logs_compression,
+        traces_compression=None if any_compression else default.traces_compression,
         disabled=env.get(ev.OTEL_SDK_DISABLED, "").strip().lower() == "true",
         logs_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, base_protocol),
         traces_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, base_protocol),
