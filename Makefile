@@ -31,6 +31,10 @@ test: lint $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_events.py --json benchmarks/results-events.json
 	$(PY) benchmarks/bench_record.py --json benchmarks/results-record.json
+	$(PY) benchmarks/bench_pipeline.py --json benchmarks/results-pipeline.json
+	$(PY) benchmarks/report.py benchmarks/results-events.json \
+		benchmarks/results-record.json benchmarks/results-pipeline.json \
+		--json benchmarks/results.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -186,7 +186,9 @@ def main() -> int:
             f"arrived {r['arrived']}/{r['events']}  lost {r['lost']}  drops {r['drops'] or 0}"
         )
     e = results["exit"]
-    print(f"exit delay: collector up {e['collector_up_s']:.2f} s, down {e['collector_down_s']:.2f} s")
+    print(
+        f"exit delay: collector up {e['collector_up_s']:.2f} s, down {e['collector_down_s']:.2f} s"
+    )
     m = results["rss"]
     print(
         f"peak RSS recording {m['events']:,} events, collector down: {m['peak_rss_mib']:.0f} MiB "

@@ -7,7 +7,11 @@ threads or imports disturb another:
 * ``ours console``: ours, same;
 * ``ours otel, collector up``: ``record(e, "otel")`` exporting over OTLP/gRPC to a
   real collector (rotel, discarding what it receives);
-* ``ours otel, collector down``: the same with nothing listening on the endpoint.
+* ``ours otel, collector down``: the same with nothing listening on the endpoint;
+* ``stock SDK LoggingHandler``: what a user would wire by hand: the OpenTelemetry
+  SDK's ``LoggingHandler`` with a ``BatchLogRecordProcessor`` and the OTLP/gRPC
+  exporter to the same collector, registered as a destination in torch's module
+  and called through torch's ``record()``.
 
 The event is what torch's agent records (``torchelastic.worker.status.*`` with its
 13 metadata keys). Prints median and p99 per call and the ratio to torch's
@@ -34,10 +38,18 @@ _SCENARIO = textwrap.dedent(
     import gc, json, logging, os, sys, time, warnings
     warnings.filterwarnings("ignore")
     which, destination, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if which == "torch":
+    if which in ("torch", "sdk"):
         import torch.distributed.elastic.events as ev
     else:
         import torchelastic_otel.events as ev
+    if which == "sdk":
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        provider = LoggerProvider()
+        provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+        import torch.distributed.elastic.events.handlers as torch_handlers
+        torch_handlers._log_handlers["sdk"] = LoggingHandler(logger_provider=provider)
     devnull = open(os.devnull, "w")
     ev.get_logging_handler("console").setStream(devnull)
     md = {
@@ -61,6 +73,10 @@ _SCENARIO = textwrap.dedent(
         out.append(clock() - t0)
     gc.enable()
     extra = {}
+    if which == "sdk":
+        t0 = time.monotonic()
+        provider.shutdown()
+        extra = {"shutdown_s": time.monotonic() - t0}
     if destination == "otel":
         from torchelastic_otel import otel
         t0 = time.monotonic()
@@ -107,6 +123,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, run_rotel(None, Path(tmp)) as rotel:
         up = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": rotel.grpc_endpoint}
         results["ours otel, collector up"] = _run("ours", "otel", args.calls, up)
+        results["stock SDK LoggingHandler"] = _run("sdk", "sdk", args.calls, up)
     down = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     results["ours otel, collector down"] = _run("ours", "otel", args.calls, down)
 
