@@ -136,6 +136,11 @@ class Received:
     headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def add_headers(self, headers: dict[str, Any]) -> None:
+        """Keep a request's headers (gRPC metadata), names lower-cased."""
+        with self.lock:
+            self.headers.append({str(k).lower(): str(v) for k, v in headers.items()})
+
     def add_logs(self, request: ExportLogsServiceRequest) -> None:
         """Add a decoded logs request."""
         items = list(flatten_logs(request))

@@ -40,12 +40,18 @@ class OtlpHttpReceiver:
     Args:
         port: the port to listen on (0: any free one).
         received: where to keep the data (default: a new :class:`Received`).
+        tls: (certificate file, key file) to serve HTTPS.
 
     Raises:
         PortInUseError: ``port`` is taken.
     """
 
-    def __init__(self, port: int = 0, received: Received | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        received: Received | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.received = received if received is not None else Received()
         receiver = self
 
@@ -74,13 +80,18 @@ class OtlpHttpReceiver:
             raise PortInUseError(
                 f"cannot listen on 127.0.0.1:{port} (HTTP): {e.strerror}"
             ) from None
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _accept(self, path: str, body: bytes, headers: dict[str, str]) -> bytes | None:
-        with self.received.lock:
-            self.received.headers.append({k.lower(): v for k, v in headers.items()})
+        self.received.add_headers(headers)
         if path.endswith("/v1/logs"):
             self.received.add_logs(ExportLogsServiceRequest.FromString(body))
             return bytes(ExportLogsServiceResponse().SerializeToString())
@@ -118,12 +129,18 @@ class OtlpGrpcReceiver:
     Args:
         port: the port to listen on (0: any free one).
         received: where to keep the data (default: a new :class:`Received`).
+        tls: (private key PEM, certificate chain PEM) to serve TLS.
 
     Raises:
         PortInUseError: ``port`` is taken.
     """
 
-    def __init__(self, port: int = 0, received: Received | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        received: Received | None = None,
+        tls: tuple[bytes, bytes] | None = None,
+    ) -> None:
         from concurrent import futures
 
         import grpc
@@ -135,24 +152,33 @@ class OtlpGrpcReceiver:
 
         class Logs(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request: Any, context: Any) -> ExportLogsServiceResponse:  # noqa: N802
+                store.add_headers(dict(context.invocation_metadata()))
                 store.add_logs(request)
                 return ExportLogsServiceResponse()
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> ExportTraceServiceResponse:  # noqa: N802
+                store.add_headers(dict(context.invocation_metadata()))
                 store.add_spans(request)
                 return ExportTraceServiceResponse()
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)  # type: ignore[no-untyped-call]
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)  # type: ignore[no-untyped-call]
+        address = f"127.0.0.1:{port}"
         try:
-            self.port = int(self.server.add_insecure_port(f"127.0.0.1:{port}"))
+            if tls is None:
+                self.port = int(self.server.add_insecure_port(address))
+            else:
+                key, cert = tls
+                credentials = grpc.ssl_server_credentials([(key, cert)])
+                self.port = int(self.server.add_secure_port(address, credentials))
         except RuntimeError:
             self.port = 0
         if not self.port:
             raise PortInUseError(f"cannot listen on 127.0.0.1:{port} (gRPC): address in use")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "OtlpGrpcReceiver":
         self.server.start()

@@ -78,13 +78,17 @@ class MappedEvent:
 
 def trace_id_for_run(run_id: str) -> int:
     """The trace id every node of ``run_id`` derives on its own (16 bytes of sha256)."""
-    digest = hashlib.sha256(f"torchelastic-otel/trace/{run_id}".encode()).digest()
+    digest = hashlib.sha256(
+        f"torchelastic-otel/trace/{run_id}".encode(errors="surrogatepass")
+    ).digest()
     return int.from_bytes(digest[:16], "big") or 1
 
 
 def job_span_id_for_run(run_id: str) -> int:
     """The id of the job's root span, parent of every node span (8 bytes of sha256)."""
-    digest = hashlib.sha256(f"torchelastic-otel/job/{run_id}".encode()).digest()
+    digest = hashlib.sha256(
+        f"torchelastic-otel/job/{run_id}".encode(errors="surrogatepass")
+    ).digest()
     return int.from_bytes(digest[:8], "big") or 1
 
 
@@ -115,10 +119,28 @@ def to_event(item: Any) -> Event | RdzvEvent:
 def map_event(event: Event | RdzvEvent) -> MappedEvent:
     """Map an event to its log record fields; raises ``TypeError`` for other objects."""
     if isinstance(event, RdzvEvent):
-        return _map_rdzv(event)
+        return _valid_utf8(_map_rdzv(event))
     if isinstance(event, Event):
-        return _map_agent(event)
+        return _valid_utf8(_map_agent(event))
     raise TypeError(f"expected an Event or RdzvEvent, got {type(event).__name__}")
+
+
+def _valid_utf8(m: MappedEvent) -> MappedEvent:
+    """Escape lone surrogates, which Python strings allow and OTLP (UTF-8) does not."""
+    texts = [m.event_name, m.body, *(v for v in m.attributes.values() if isinstance(v, str))]
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        m.event_name, m.body = _utf8(m.event_name), _utf8(m.body)
+        m.attributes = {
+            _utf8(k): _utf8(v) if isinstance(v, str) else v for k, v in m.attributes.items()
+        }
+        m.exception = {k: _utf8(v) for k, v in m.exception.items()}
+    return m
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _map_rdzv(event: RdzvEvent) -> MappedEvent:

@@ -235,6 +235,14 @@ class Pipeline:
     # --- the worker -------------------------------------------------------------------------
 
     def _start(self) -> None:
+        # concurrent.futures.thread (imported by gRPC) registers with threading's exit
+        # hooks, which refuses once the interpreter is exiting: a process that records
+        # and exits at once would leave the worker unable to import its exporter.
+        # Importing it here, once, on the first event, costs ~10 ms in a bare process
+        # and nothing under torchrun, which has imported it already.
+        import concurrent.futures.thread  # noqa: F401
+
+        _register_early_exit_hook()
         with self._start_lock:
             if self._worker is not None:
                 return
@@ -493,7 +501,35 @@ def _exporter_kwargs(
             kwargs["endpoint"] = s.endpoint.rstrip("/") + path
     if s.insecure is not None and protocol == "grpc":
         kwargs["insecure"] = s.insecure
+    if protocol != "grpc":
+        ca_file = os.environ.get(
+            f"OTEL_EXPORTER_OTLP_{path.rsplit('/', 1)[-1].upper()}_CERTIFICATE",
+            os.environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        )
+        if ca_file:
+            kwargs["session"] = _session_trusting(ca_file)
     return kwargs
+
+
+def _session_trusting(ca_file: str) -> Any:
+    """A requests session that keeps ``verify=ca_file`` even when REQUESTS_CA_BUNDLE is set.
+
+    requests lets the environment's CA bundle override a session's ``verify``
+    (psf/requests#3829), so with ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` set, as
+    on many machines, the HTTP exporter would ignore OTEL_EXPORTER_OTLP_CERTIFICATE
+    and reject a private CA. Proxies from the environment still apply.
+    """
+    import requests
+
+    class _Session(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            settings: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
+            settings["verify"] = ca_file
+            return settings
+
+    session = _Session()
+    session.verify = ca_file
+    return session
 
 
 def _log_exporter(s: Settings) -> Any:
@@ -563,11 +599,38 @@ def _shutdown_at_exit() -> None:
         pipeline.shutdown()
 
 
+_early_hook_registered = False
+
+
+def _register_early_exit_hook() -> None:
+    """Flush before the interpreter's exit shuts thread pools down, not after.
+
+    atexit hooks run after ``threading._shutdown()``, which stops every
+    ``ThreadPoolExecutor`` (gRPC uses them) and forbids new threads' exit hooks, so
+    a worker still setting up its exporter then could not finish. threading's own
+    exit hooks run before that, newest first: registered after
+    ``concurrent.futures.thread``'s, ours runs while the pools still work. The plain
+    atexit hook below stays as a fallback (shutting down twice is a no-op).
+    """
+    global _early_hook_registered  # noqa: PLW0603
+    if _early_hook_registered:
+        return
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+    try:
+        register(_shutdown_at_exit)
+    except RuntimeError:  # already exiting
+        return
+    _early_hook_registered = True
+
+
 def _after_fork_in_child() -> None:
     # The parent's queue is the parent's to export; a copy here would export its
     # events twice, and the parent's worker thread and gRPC channels do not exist here.
-    global _current  # noqa: PLW0603
+    global _current, _early_hook_registered  # noqa: PLW0603
     _current = None
+    _early_hook_registered = False
 
 
 atexit.register(_shutdown_at_exit)
