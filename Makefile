@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_events.py --json benchmarks/results-events.json
 	$(PY) benchmarks/bench_record.py --json benchmarks/results-record.json
 	$(PY) benchmarks/bench_pipeline.py --json benchmarks/results-pipeline.json
+	$(PY) benchmarks/bench_job.py --json benchmarks/results-job.json
 	$(PY) benchmarks/report.py benchmarks/results-events.json \
 		benchmarks/results-record.json benchmarks/results-pipeline.json \
 		--json benchmarks/results.json
