@@ -190,17 +190,12 @@ def _tables(job: JobTimeline) -> str:
         out.append(
             f"<h2>Failures</h2><table><tr><th>at</th><th>node</th><th>what</th></tr>{rows}</table>"
         )
-    rows = ""
-    for lane in job.lanes:
-        kind = "round" if any(b.kind == "round" for b in lane.bars) else "agent"
-        for bar in sorted(lane.bars, key=lambda b: b.start_ns):
-            if bar.kind == kind and bar.label != "ASSIGN_WORKER_RANKS":
-                result = "FAILED" if bar.error else ("open" if bar.unfinished else "ok")
-                rows += (
-                    f"<tr><td>{html.escape(lane.title)}</td><td>{html.escape(bar.label)}</td>"
-                    f"<td>+{(bar.start_ns - job.start_ns) / 1e9:.2f}s</td>"
-                    f"<td>{bar.duration_s * 1000:.0f} ms</td><td>{result}</td></tr>"
-                )
+    rows = "".join(
+        f"<tr><td>{html.escape(lane.title)}</td><td>{html.escape(bar.label)}</td>"
+        f"<td>+{(bar.start_ns - job.start_ns) / 1e9:.2f}s</td>"
+        f"<td>{bar.duration_s * 1000:.0f} ms</td><td>{result}</td></tr>"
+        for lane, bar, result in job.rendezvous_rounds()
+    )
     if rows:
         out.append(
             "<h2>Rendezvous rounds</h2><table><tr><th>node</th><th>step</th><th>start</th>"
@@ -211,7 +206,7 @@ def _tables(job: JobTimeline) -> str:
 
 
 def _job_section(job: JobTimeline) -> str:
-    workers = {b.label for lane in job.lanes for b in lane.bars if b.kind == "worker"}
+    workers = job.worker_labels
     summary = (
         f"{job.duration_s:.1f} s · {len(job.lanes)} nodes · {len(workers)} workers · "
         f"{len(job.worker_failures)} worker failures · {job.restarts} restarts · "

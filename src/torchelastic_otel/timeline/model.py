@@ -116,6 +116,26 @@ class JobTimeline:
         return max(0, max(per_lane, default=0) - 1)
 
     @property
+    def worker_labels(self) -> set[str]:
+        """``worker N`` for every worker rank seen."""
+        return {b.label for lane in self.lanes for b in lane.bars if b.kind == "worker"}
+
+    def rendezvous_rounds(self) -> list[tuple[Lane, Bar, str]]:
+        """Each node's rounds with their result (``ok``, ``FAILED``, ``open``).
+
+        The rendezvous' own rounds where it reported them, else the agent's
+        RENDEZVOUS steps (the rendezvous' events are off by default).
+        """
+        out = []
+        for lane in self.lanes:
+            kind = "round" if any(b.kind == "round" for b in lane.bars) else "agent"
+            for bar in sorted(lane.bars, key=lambda b: b.start_ns):
+                if bar.kind == kind and bar.label != "ASSIGN_WORKER_RANKS":
+                    result = "FAILED" if bar.error else ("open" if bar.unfinished else "ok")
+                    out.append((lane, bar, result))
+        return out
+
+    @property
     def duration_s(self) -> float:
         """From the first to the last thing seen, in seconds."""
         return max(0, self.end_ns - self.start_ns) / 1e9

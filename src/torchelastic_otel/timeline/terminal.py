@@ -115,7 +115,7 @@ def _axis(job: JobTimeline, scale: _Scale) -> Text:
 def render(job: JobTimeline, width: int = 100) -> RenderableType:
     """A panel with the whole job: header, lanes, failures and rounds."""
     scale = _Scale(job, width - LABEL_WIDTH - 4)
-    workers = {b.label for lane in job.lanes for b in lane.bars if b.kind == "worker"}
+    workers = job.worker_labels
     failures = job.failures
     worker_failures = len(job.worker_failures)
     rdzv_errors = len(failures) - worker_failures
@@ -157,19 +157,14 @@ def render(job: JobTimeline, width: int = 100) -> RenderableType:
     rounds = Table(title="rendezvous rounds", title_justify="left", box=None)
     for column in ("node", "step", "start", "took", "result"):
         rounds.add_column(column, justify="right" if column in ("start", "took") else "left")
-    for lane in job.lanes:
-        # The rendezvous' own rounds when it reported them, else the agent's steps.
-        kind = "round" if any(b.kind == "round" for b in lane.bars) else "agent"
-        for bar in sorted(lane.bars, key=lambda b: b.start_ns):
-            if bar.kind == kind and bar.label != "ASSIGN_WORKER_RANKS":
-                result = "FAILED" if bar.error else ("open" if bar.unfinished else "ok")
-                rounds.add_row(
-                    lane.title,
-                    bar.label,
-                    f"+{(bar.start_ns - job.start_ns) / 1e9:.2f}s",
-                    f"{bar.duration_s * 1000:.0f} ms",
-                    result,
-                )
+    for lane, bar, result in job.rendezvous_rounds():
+        rounds.add_row(
+            lane.title,
+            bar.label,
+            f"+{(bar.start_ns - job.start_ns) / 1e9:.2f}s",
+            f"{bar.duration_s * 1000:.0f} ms",
+            result,
+        )
     if rounds.row_count:
         parts.append(rounds)
     for note in job.notes:
