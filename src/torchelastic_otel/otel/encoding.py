@@ -1,5 +1,7 @@
 """Mapped events straight to OTLP protobuf log records: the fast log path.
 
+(Spans take the same road: :mod:`torchelastic_otel.otel.light_spans`.)
+
 The SDK's way to a wire log record is a LogRecord object, then a
 ReadWriteLogRecord with bounded attributes, then the exporter's encoder: about
 five times the work of building the protobuf message directly, and what limited
@@ -8,10 +10,10 @@ log exporter, it builds :class:`LogRecord` messages here and hands the exporter
 a :class:`Prebuilt` batch; the exporter keeps its transport (endpoint, TLS,
 headers, compression, timeout and retries from the ``OTEL_*`` variables).
 
-How the exporter accepts a prebuilt batch: both OTLP log exporters call their
-module's ``encode_logs(batch)``. :func:`install` wraps that function so that a
-:class:`Prebuilt` batch passes through as the request it already is, and every
-other batch is encoded as before. If a future SDK moves that function,
+How the exporter accepts a prebuilt batch: the OTLP exporters call their module's
+``encode_logs(batch)`` / ``encode_spans(batch)``. :func:`install` wraps those so
+that a :class:`Prebuilt` batch passes through as the request it already is, and
+every other batch is encoded as before. If a future SDK moves them,
 :func:`install` returns ``False`` and the pipeline keeps the SDK path.
 
 The SDK's attribute limits apply here too (``OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT``,
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
     AnyValue,
     ArrayValue,
@@ -32,21 +35,24 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 )
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from torchelastic_otel.otel.mapping import SEVERITY_TEXT, MappedEvent
 
-_EXPORTER_MODULES = (
-    "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
-    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+_ENCODERS = (
+    ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "encode_logs"),
+    ("opentelemetry.exporter.otlp.proto.http._log_exporter", "encode_logs"),
+    ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "encode_spans"),
+    ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "encode_spans"),
 )
 
 
-class Prebuilt(list[LogRecord]):
-    """A batch of ready protobuf log records, with the request that carries them."""
+class Prebuilt(list[Any]):
+    """A batch of ready protobuf records or spans, with the request that carries them."""
 
-    def __init__(self, records: Sequence[LogRecord], envelope: "Envelope") -> None:
-        super().__init__(records)
-        self.request = envelope.request(self)
+    def __init__(self, items: Sequence[Any], request: Any) -> None:
+        super().__init__(items)
+        self.request = request
 
 
 class Envelope:
@@ -58,9 +64,9 @@ class Envelope:
         )
         self._scope = InstrumentationScope(name=scope, version=version)
 
-    def request(self, records: Sequence[LogRecord]) -> ExportLogsServiceRequest:
-        """One ``ExportLogsServiceRequest`` holding ``records``."""
-        return ExportLogsServiceRequest(
+    def logs(self, records: Sequence[LogRecord]) -> Prebuilt:
+        """A batch of log records, ready for the OTLP log exporter."""
+        request = ExportLogsServiceRequest(
             resource_logs=[
                 ResourceLogs(
                     resource=self._resource,
@@ -68,33 +74,45 @@ class Envelope:
                 )
             ]
         )
+        return Prebuilt(records, request)
+
+    def spans(self, spans: Sequence[Span]) -> Prebuilt:
+        """A batch of spans, ready for the OTLP span exporter."""
+        request = ExportTraceServiceRequest(
+            resource_spans=[
+                ResourceSpans(
+                    resource=self._resource,
+                    scope_spans=[ScopeSpans(scope=self._scope, spans=spans)],
+                )
+            ]
+        )
+        return Prebuilt(spans, request)
 
 
 def install() -> bool:
-    """Let the OTLP log exporters accept :class:`Prebuilt` batches; idempotent."""
-    for name in _EXPORTER_MODULES:
+    """Let the OTLP exporters accept :class:`Prebuilt` batches; idempotent."""
+    for module_name, function in _ENCODERS:
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(module_name)
         except ImportError:
             return False
-        original = getattr(module, "encode_logs", None)
+        original = getattr(module, function, None)
         if original is None:
             return False
-        if getattr(original, "__torchelastic_otel__", False):
-            continue
-        module.encode_logs = _passing_prebuilt(original)  # type: ignore[attr-defined]
+        if not getattr(original, "__torchelastic_otel__", False):
+            setattr(module, function, _passing_prebuilt(original))
     return True
 
 
 def _passing_prebuilt(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def encode_logs(batch: Any) -> Any:
+    def encode(batch: Any) -> Any:
         if isinstance(batch, Prebuilt):
             return batch.request
         return original(batch)
 
-    encode_logs.__torchelastic_otel__ = True  # type: ignore[attr-defined]
-    encode_logs.__wrapped__ = original  # type: ignore[attr-defined]
-    return encode_logs
+    encode.__torchelastic_otel__ = True  # type: ignore[attr-defined]
+    encode.__wrapped__ = original  # type: ignore[attr-defined]
+    return encode
 
 
 class Encoder:
@@ -125,7 +143,7 @@ class Encoder:
             severity_number=m.severity,  # type: ignore[arg-type]
             severity_text=SEVERITY_TEXT[m.severity],
             body=AnyValue(string_value=self._text(m.body)),
-            attributes=[_kv(k, v, self.max_length) for k, v in items],
+            attributes=[_kv(k, v, self.max_length) for k, v in items if v is not None],
             dropped_attributes_count=dropped,
             trace_id=trace_id.to_bytes(16, "big") if trace_id else b"",
             span_id=span_id.to_bytes(8, "big") if span_id else b"",
@@ -137,11 +155,36 @@ class Encoder:
         return text if self.max_length is None else text[: self.max_length]
 
 
+# Most attributes repeat from event to event (run_id, host, role, state...): reuse
+# their messages (protobuf copies a message into the record, so sharing is safe).
+# Building a KeyValue was most of the encoding time.
+_KV_CACHE: dict[tuple[str, type, Any, int | None], KeyValue] = {}
+_KV_CACHE_MAX = 8192
+
+
 def _kv(key: str, value: Any, max_length: int | None) -> KeyValue:
-    return KeyValue(key=key, value=_any(value, max_length))
+    kind = type(value)
+    if kind not in (str, int, bool, float) or (kind is str and len(value) > 256):
+        return KeyValue(key=key, value=attribute_value(value, max_length))
+    cache_key = (key, kind, value, max_length)
+    kv = _KV_CACHE.get(cache_key)
+    if kv is None:
+        if len(_KV_CACHE) >= _KV_CACHE_MAX:
+            _KV_CACHE.clear()
+        kv = _KV_CACHE[cache_key] = KeyValue(key=key, value=attribute_value(value, max_length))
+    return kv
 
 
-def _any(value: Any, max_length: int | None) -> AnyValue:
+def key_values(attributes: Any, max_count: int | None, max_length: int | None) -> list[KeyValue]:
+    """OTLP attributes (``None`` values left out), at most ``max_count`` of them."""
+    items = list(attributes.items())
+    if max_count is not None:
+        items = items[:max_count]
+    return [_kv(k, v, max_length) for k, v in items if v is not None]
+
+
+def attribute_value(value: Any, max_length: int | None) -> AnyValue:
+    """An OTLP ``AnyValue``, strings cut at ``max_length``."""
     # bool before int: True is an int too.
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
@@ -152,5 +195,7 @@ def _any(value: Any, max_length: int | None) -> AnyValue:
     if isinstance(value, float):
         return AnyValue(double_value=value)
     if isinstance(value, (list, tuple)):
-        return AnyValue(array_value=ArrayValue(values=[_any(v, max_length) for v in value]))
+        return AnyValue(
+            array_value=ArrayValue(values=[attribute_value(v, max_length) for v in value])
+        )
     return AnyValue(string_value=str(value))

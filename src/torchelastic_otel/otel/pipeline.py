@@ -143,6 +143,7 @@ class Pipeline:
         self._encoder: Encoder | None = None
         self._envelope: Envelope | None = None
         self._span_of: Callable[[Any], Any] | None = None
+        self._prebuilt_spans = False  # the fast span path (light_spans.py)
         self._severity: Callable[[int], Any] | None = None
         self._last_warning = 0.0
         self._last_reported: dict[str, int] = {}
@@ -330,6 +331,15 @@ class Pipeline:
             self._logger = provider.get_logger(SCOPE, __version__)
         if use_traces and self._span_exporter is None:
             self._tracer = global_traces.get_tracer(SCOPE, __version__)
+        elif self._span_exporter is None and encoding.install():
+            from torchelastic_otel.otel.light_spans import LightTracer
+
+            self._span_exporter = _span_exporter(s)
+            self._owned.append(self._span_exporter)
+            self._tracer = LightTracer(self._pending_spans.append)
+            if self._envelope is None:
+                self._envelope = encoding.Envelope(dict(resource.attributes), SCOPE, __version__)
+            self._prebuilt_spans = True
         else:
             tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
             tracer_provider.add_span_processor(CollectSpans(self._pending_spans))
@@ -396,12 +406,13 @@ class Pipeline:
             self._idle.notify_all()
 
     def _export(self, signal: str, pending: list[Any], exporter: Any, batch_size: int) -> None:
-        from torchelastic_otel.otel.encoding import Prebuilt
-
         while pending and not self._abandoned:
             batch: list[Any] = pending[:batch_size]
-            if signal == "logs" and self._envelope is not None:
-                batch = Prebuilt(batch, self._envelope)  # the fast log path
+            # The fast paths: protobuf built by us, wrapped in its request.
+            if signal == "logs" and self._encoder is not None and self._envelope is not None:
+                batch = self._envelope.logs(batch)
+            elif signal == "spans" and self._prebuilt_spans and self._envelope is not None:
+                batch = self._envelope.spans(batch)
             self._exporting[signal] = len(batch)
             del pending[:batch_size]
             ok = exporter is None  # None: a caller's provider exports these
