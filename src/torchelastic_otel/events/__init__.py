@@ -30,10 +30,9 @@ Where it differs from torch, it is on purpose and only where torch fails or is s
 
 import logging
 import os
-import socket
 import sys
 import threading
-import traceback
+from types import ModuleType
 from typing import Optional
 
 from torchelastic_otel.events.handlers import (
@@ -170,11 +169,23 @@ def _warn_once(key: str, msg: str, *args: object) -> None:
 _fqdn: str | None = None
 
 
+def __getattr__(name: str) -> ModuleType:
+    # torch's module has `socket` and `traceback` as attributes, and tests patch
+    # through them; importing them only when needed keeps this import under 30 ms.
+    if name in ("socket", "traceback"):
+        import importlib
+
+        return importlib.import_module(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _hostname() -> str:
     # socket.getfqdn() can block for seconds where reverse DNS is broken
     # (pytorch#150532), so pay for it at most once per process.
     global _fqdn  # noqa: PLW0603 -- a per-process cache
     if _fqdn is None:
+        import socket
+
         _fqdn = socket.getfqdn()
     return _fqdn
 
@@ -261,7 +272,11 @@ def construct_and_record_rdzv_event(
     if not name:
         name = caller
 
-    error_trace = traceback.format_exc() if node_state == NodeState.FAILED else ""
+    error_trace = ""
+    if node_state == NodeState.FAILED:
+        import traceback
+
+        error_trace = traceback.format_exc()
 
     event = RdzvEvent(
         name=f"{filename}:{name}",
