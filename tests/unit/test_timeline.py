@@ -43,6 +43,8 @@ def test_model_of_a_real_job(received: Received) -> None:
     assert len(culprit) == 1
     assert culprit[0].attributes["torchelastic.global_rank"] == 3
     assert culprit[0].label.startswith("worker 3: RuntimeError")
+    # The root cause comes first, before the worker the agent killed because of it.
+    assert job.worker_failures[0][1] is culprit[0]
     assert job.trace_id and len(job.trace_id) == 32
     assert job.notes == []
 

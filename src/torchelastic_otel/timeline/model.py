@@ -95,7 +95,17 @@ class JobTimeline:
     def failures(self) -> list[tuple[Lane, Mark]]:
         """Every failure mark, in time order."""
         out = [(lane, m) for lane in self.lanes for m in lane.marks if m.kind == "failure"]
-        return sorted(out, key=lambda lm: lm[1].time_ns)
+        # torch records a failed group's workers together; within that moment, the
+        # worker with an error of its own (the root cause) comes before those the
+        # agent killed because of it.
+        return sorted(
+            out,
+            key=lambda lm: (
+                lm[1].time_ns // 100_000_000,
+                "(killed by " in lm[1].label,
+                lm[1].time_ns,
+            ),
+        )
 
     @property
     def worker_failures(self) -> list[tuple[Lane, Mark]]:
