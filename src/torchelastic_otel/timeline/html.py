@@ -83,7 +83,10 @@ def _bar_title(bar: Bar, job: JobTimeline) -> str:
     start = (bar.start_ns - job.start_ns) / 1e9
     what = bar.label if bar.kind != "agent" else f"agent {bar.label}"
     extra = f" — {bar.message}" if bar.message else ""
-    return f"{what}: {bar.state or '?'} at +{start:.2f}s for {bar.duration_s:.3f}s{extra}"
+    end = start + bar.duration_s
+    return (
+        f"{what}: {bar.state or '?'}, +{start:.2f}s to +{end:.2f}s ({bar.duration_s:.3f}s){extra}"
+    )
 
 
 class _Svg:
