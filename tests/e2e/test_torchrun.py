@@ -209,3 +209,50 @@ def test_misconfigured_protocol_one_warning(collector: tuple[OtlpHttpReceiver, R
     _check_ok(job)
     for out in job.outputs:
         assert out.count("OTEL_EXPORTER_OTLP_PROTOCOL='smoke-signals' is not supported") == 1
+
+
+def test_opentelemetry_instrument_torchrun(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+    """``opentelemetry-instrument torchrun ...`` with no --event_log_handler flag."""
+    import subprocess
+    import sys
+
+    receiver, rotel = collector
+    run_id = f"e2e-instrument-{uuid.uuid4().hex[:8]}"
+    bindir = Path(sys.executable).parent
+    env = _env(
+        rotel.grpc_endpoint,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_SERVICE_NAME="instrumented-job",
+    )
+    env.pop("TORCHELASTIC_OTEL_RDZV_EVENTS")
+    proc = subprocess.run(
+        [
+            str(bindir / "opentelemetry-instrument"),
+            str(bindir / "torchrun"),
+            "--nnodes=1",
+            "--nproc-per-node=2",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+            f"--rdzv-id={run_id}",
+            "--monitor-interval=0.2",
+            "-m",
+            "torchelastic_otel.demo.train",
+            "--train-seconds=0.5",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs, spans = _job_data(receiver, run_id)
+    # The agent's events (torch's default `null` destination, redirected) and the
+    # rendezvous' (on under the instrumentor), through the providers it configured.
+    kinds = {r["attributes"]["torchelastic.event.kind"] for r in logs}
+    assert kinds == {"agent", "rendezvous"}
+    assert {r["resource"]["service.name"] for r in logs} == {"instrumented-job"}
+    assert len(_by_prefix(spans, "torchelastic.worker")) == 2
+    assert "not installed into torch" not in proc.stderr
