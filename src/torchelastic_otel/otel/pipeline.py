@@ -315,13 +315,17 @@ class Pipeline:
             global_traces, trace.ProxyTracerProvider
         )
         resource = _resource(s)
+        # Our own protobuf for the OTLP exporters we create (encoding.py); the SDK's
+        # objects for plug-in exporters and for the application's providers.
+        fast = encoding.install()
+        if fast:
+            self._envelope = encoding.Envelope(dict(resource.attributes), SCOPE, __version__)
         if use_logs and self._log_exporter is None:
             self._logger = global_logs.get_logger(SCOPE, __version__)
-        elif self._log_exporter is None and encoding.install():
+        elif self._log_exporter is None and fast:
             self._log_exporter = _log_exporter(s)
             self._owned.append(self._log_exporter)
             self._encoder = encoding.Encoder.from_env()
-            self._envelope = encoding.Envelope(dict(resource.attributes), SCOPE, __version__)
             self._span_of = trace.get_current_span
         else:
             provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
@@ -331,14 +335,12 @@ class Pipeline:
             self._logger = provider.get_logger(SCOPE, __version__)
         if use_traces and self._span_exporter is None:
             self._tracer = global_traces.get_tracer(SCOPE, __version__)
-        elif self._span_exporter is None and encoding.install():
+        elif self._span_exporter is None and fast:
             from torchelastic_otel.otel.light_spans import LightTracer
 
             self._span_exporter = _span_exporter(s)
             self._owned.append(self._span_exporter)
             self._tracer = LightTracer(self._pending_spans.append)
-            if self._envelope is None:
-                self._envelope = encoding.Envelope(dict(resource.attributes), SCOPE, __version__)
             self._prebuilt_spans = True
         else:
             tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
