@@ -15,8 +15,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from torchelastic_otel.otlp_data import Received
 
 EXIT_USAGE = 2
 
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.listen == bool(args.files):
         err.print("[red]error:[/red] give OTLP JSON files, or --listen (not both)")
         return EXIT_USAGE
-    from torchelastic_otel.otlp_data import OtlpFileError, Received
+    from torchelastic_otel.otlp_data import OtlpFileError
 
     try:
         received = _listen(args, err) if args.listen else _read(args.files)
@@ -66,17 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         err.print(f"[red]error:[/red] {e}")
         return EXIT_USAGE
-    assert isinstance(received, Received)
     return _show(received, args, console)
 
 
-def _read(paths: list[Path]) -> object:
+def _read(paths: list[Path]) -> "Received":
     from torchelastic_otel.timeline.model import load
 
     return load(paths)
 
 
-def _listen(args: argparse.Namespace, err: Console) -> object:
+def _listen(args: argparse.Namespace, err: Console) -> "Received":
     from contextlib import ExitStack
 
     from torchelastic_otel.otlp_data import Received, write_otlp_json
@@ -123,12 +126,10 @@ def _listen(args: argparse.Namespace, err: Console) -> object:
     return received
 
 
-def _show(received: object, args: argparse.Namespace, console: Console) -> int:
-    from torchelastic_otel.otlp_data import Received
+def _show(received: "Received", args: argparse.Namespace, console: Console) -> int:
     from torchelastic_otel.timeline.model import build_timelines
     from torchelastic_otel.timeline.terminal import print_timelines
 
-    assert isinstance(received, Received)
     jobs = build_timelines(received, run_id=args.run_id)
     print_timelines(jobs, console, width=args.width)
     if args.html:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchelastic_otel.otlp_data import LogItem, Received, SpanItem
+from torchelastic_otel.otlp_data import LogItem, Received, SpanItem, read_otlp_json
 
 STATUS_ERROR = 2
 SEVERITY_ERROR = 17
@@ -309,8 +309,6 @@ def _failure(log: LogItem) -> Mark:
 
 def load(paths: list[Path]) -> Received:
     """Read OTLP JSON files into one :class:`Received`."""
-    from torchelastic_otel.otlp_data import read_otlp_json
-
     received = Received()
     for path in paths:
         read_otlp_json(path, into=received)
