@@ -63,8 +63,8 @@ def emitted() -> dict[str, set[str]]:
         ):
             record_otel(event)
         m.pipeline.shutdown(5000)
-        logs = m.logs.get_finished_logs()
-        spans = m.spans.get_finished_spans()
+        logs = m.log_records()
+        spans = m.finished_spans()
     return {
         "log_keys": {k for r in logs for k in (r.log_record.attributes or {})},
         "span_keys": {k for s in spans for k in (s.attributes or {})},
