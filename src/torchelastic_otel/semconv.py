@@ -58,10 +58,46 @@ EXIT_CODE: Final = "torchelastic.metadata.exit_code"
 SIGNAL: Final = "torchelastic.signal"
 """The signal that ended a worker (``SIGKILL``...), when its exit code says so."""
 ROUND: Final = "torchelastic.round"
+"""The restart cycle: the rendezvous round every node of it agrees on (else the restart
+count, when no round is known)."""
 END_REASON: Final = "torchelastic.end_reason"
 UNFINISHED: Final = "torchelastic.unfinished"
+LOCAL_RANK: Final = "torchelastic.local_rank"
+"""A worker's local rank, on its span."""
+LOCAL_RANK_IN_METADATA: Final = "torchelastic.metadata.local_rank"
+OUTCOME: Final = "torchelastic.cycle.outcome"
+"""How a cycle ended, as the node that writes it saw it (see the ``OUTCOME_*`` values)."""
+CYCLES: Final = "torchelastic.cycles"
+"""Cycles a node (on its node span) or the job (on the job span) went through."""
+MAX_RESTARTS: Final = "torchelastic.max_restarts"
+REMAINING_RESTARTS: Final = "torchelastic.remaining_restarts"
+NODES: Final = "torchelastic.nodes"
+"""Nodes in the cycle's rendezvous (its world size in nodes)."""
+WORKERS: Final = "torchelastic.workers"
+"""Workers in the cycle (its world size in workers)."""
+LOCAL_WORLD_SIZE: Final = "torchelastic.local_world_size"
+RENDEZVOUS_DURATION_MS: Final = "torchelastic.rendezvous.duration_ms"
+"""How long this node's rendezvous for the cycle took (torch's RENDEZVOUS step)."""
+ASSIGN_DURATION_MS: Final = "torchelastic.assign_worker_ranks.duration_ms"
+HEARTBEATS: Final = "torchelastic.rendezvous.heartbeats"
+"""Keep-alive heartbeats the node sent during a summary's interval."""
+SYNCS: Final = "torchelastic.rendezvous.syncs"
+"""Rendezvous state syncs during a summary's interval."""
+STALE_SYNCS: Final = "torchelastic.rendezvous.stale_syncs"
+"""Syncs that lost a compare-and-set to another node and were retried."""
+FOLDED: Final = "torchelastic.folded_events"
+"""Rendezvous events a summary record stands for."""
+INTERVAL_S: Final = "torchelastic.interval_s"
 
 # --- values ---------------------------------------------------------------------------
+
+OUTCOME_SUCCEEDED: Final = "succeeded"
+OUTCOME_FAILED: Final = "failed"
+"""A worker of this node failed."""
+OUTCOME_RESTARTED: Final = "restarted"
+"""The cycle ended with no failure here: a peer failed, or the membership changed."""
+OUTCOME_UNFINISHED: Final = "unfinished"
+"""Still running when the node shut down."""
 
 KIND_AGENT: Final = "agent"
 KIND_RENDEZVOUS: Final = "rendezvous"
@@ -87,6 +123,12 @@ FINAL_WORKER_STATES: Final = frozenset(
     {STATE_SUCCEEDED, STATE_FAILED, STATE_TERMINATED, STATE_UNHEALTHY}
 )
 
+CYCLE_EVENT: Final = "torchelastic.cycle.start"
+"""This package's own agent event, recorded by the torchrun integration right after
+every completed rendezvous: the restart cycle that starts, and its settings."""
+STATE_CYCLE: Final = "RENDEZVOUS_COMPLETE"
+"""The ``node_state`` of a :data:`CYCLE_EVENT`."""
+
 END_RESTARTED: Final = "restarted"
 """A worker span ended because its group was stopped for a new rendezvous round."""
 END_SHUTDOWN: Final = "shutdown"
@@ -110,14 +152,21 @@ STATUS_ERROR: Final = 2
 # --- span names ---------------------------------------------------------------------------
 
 JOB_SPAN: Final = "torchelastic.job"
+"""The root of the run trace."""
 NODE_SPAN: Final = "torchelastic.node"
-"""Followed by `` <host>``."""
-ROUND_SPAN: Final = "torchelastic.rendezvous"
-AGENT_SPAN_PREFIX: Final = "torchelastic.agent."
-"""Followed by the agent state the step ended in (``RENDEZVOUS``...)."""
+"""An agent process's life, in the run trace; followed by `` <host>``."""
+RENDEZVOUS_SPAN: Final = "torchelastic.rendezvous"
+"""A rendezvous attempt that started no cycle (failed, or waiting at exit), in the run trace."""
+CYCLE_SPAN: Final = "torchelastic.cycle"
+"""The root of a cycle trace; followed by `` <round>``."""
+CYCLE_NODE_SPAN: Final = "torchelastic.cycle.node"
+"""A node's part in a cycle, from its rendezvous on; followed by `` <host>``."""
 WORKER_SPAN: Final = "torchelastic.worker"
-"""Followed by `` <global rank>``."""
+"""A worker process, in its cycle; followed by `` <global rank>``."""
 EXCEPTION_EVENT: Final = "exception"
+
+HEARTBEAT_SUMMARY: Final = "torchelastic.rendezvous.keepalive"
+"""The event name of a summary of the rendezvous' periodic chatter."""
 
 # --- instrumentation scope ------------------------------------------------------------------
 

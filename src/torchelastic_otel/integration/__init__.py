@@ -67,6 +67,7 @@ def install(*, rdzv_events: bool | None = None, redirect_null: bool = False) -> 
     destinations.route_torch(torch_handlers, "otel", otel_handler)
     # Never import a torch module from here: patch each once it is fully imported.
     _imports.when_imported(agent.MODULE, agent.patch, _AGENT_LOGGERS)
+    _imports.when_imported(agent.API_MODULE, agent.patch_api, _AGENT_LOGGERS)
     if rdzv_events if rdzv_events is not None else rdzv_events_requested():
         destinations.route_torch(torch_handlers, "dynamic_rendezvous", otel_handler)
         destinations.route_ours("dynamic_rendezvous", otel_handler)

@@ -1,15 +1,22 @@
-"""The torchrun agent: the worker failures torch does not record.
+"""The torchrun agent: what torch does not record.
 
-torch's agent records worker states only at the end of a run, so a failure
-followed by a successful restart never shows. ``LocalElasticAgent._monitor_workers``
-is wrapped: when a worker group failed and the agent is about to restart it, the
-workers' states (``FAILED`` for the failed ones, ``TERMINATED`` for the ones the
-restart stops) are recorded to the agent's destination through torch's own
-``_record_worker_events``. Only for destinations routed to ``otel``: installed but
-unused, the package changes nothing.
+* **Worker failures before a restart.** torch's agent records worker states only at
+  the end of a run, so a failure followed by a successful restart never shows.
+  ``LocalElasticAgent._monitor_workers`` is wrapped: when a worker group failed and
+  the agent is about to restart it, the workers' states (``FAILED`` for the failed
+  ones, ``TERMINATED`` for the ones the restart stops) are recorded through torch's
+  own ``_record_worker_events``. Needs (gates): ``_monitor_workers``,
+  ``_record_worker_events``; at run time the agent's ``_remaining_restarts``.
+* **Restart cycles.** ``SimpleElasticAgent._rendezvous`` is wrapped: after every
+  completed rendezvous the agent records a ``torchelastic.cycle.start`` event with
+  the rendezvous round every node of it agrees on (the key of the cycle's trace),
+  the node's rank, the world sizes and the restarts left and allowed. Needs:
+  ``_rendezvous``, ``_construct_event``; the round is read from the dynamic
+  rendezvous' state (other rendezvous backends: the event has no round, and the
+  mapping falls back on the restart count).
 
-Needs (gates): ``LocalElasticAgent._monitor_workers`` and
-``_record_worker_events``; at run time, the agent's ``_remaining_restarts``.
+Both act only for destinations routed to ``otel``: installed but unused, the
+package changes nothing.
 """
 
 from collections.abc import Callable
@@ -19,11 +26,14 @@ from typing import Any
 from torchelastic_otel.integration import _features, _wrapping
 
 MODULE = "torch.distributed.elastic.agent.server.local_elastic_agent"
+API_MODULE = "torch.distributed.elastic.agent.server.api"
 WHAT = "recording worker failures before a restart"
+CYCLE_WHAT = "recording restart cycles"
 
 # Destinations whose agents get the restart-failure events.
 capture_for: set[str] = {"otel"}
 _off = False  # a gate failed at run time
+_cycles_off = False
 
 
 def patch(module: ModuleType) -> None:
@@ -75,3 +85,65 @@ def record_failure_before_restart(agent: Any, worker_group: Any, result: Any) ->
     if remaining > 0:
         agent._record_worker_events(result)
     return True
+
+
+def patch_api(module: ModuleType) -> None:
+    """Wrap ``SimpleElasticAgent._rendezvous`` to record each cycle (gated; idempotent)."""
+    agent_class = getattr(module, "SimpleElasticAgent", None)
+    if agent_class is None:
+        _features.switched_off(CYCLE_WHAT, f"{API_MODULE} has no SimpleElasticAgent")
+        return
+    absent = _features.missing(agent_class, "_rendezvous", "_construct_event")
+    if absent:
+        _features.switched_off(CYCLE_WHAT, f"SimpleElasticAgent has no {', '.join(absent)}")
+        return
+    _wrapping.wrap(agent_class, "_rendezvous", _rendezvous)
+
+
+def _rendezvous(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    global _cycles_off  # noqa: PLW0603 -- one switch for the process
+    result = wrapped(*args, **kwargs)
+    if not _cycles_off:
+        try:
+            worker_group = args[0] if args else kwargs["worker_group"]
+            record_cycle(instance, worker_group)
+        except Exception as e:  # noqa: BLE001 -- the agent must go on
+            _cycles_off = True
+            _features.switched_off(CYCLE_WHAT, f"{type(e).__name__}: {e}")
+    return result
+
+
+def record_cycle(agent: Any, worker_group: Any) -> None:
+    """Record the cycle that starts after this rendezvous (only for ``otel`` destinations)."""
+    from torch.distributed.elastic.events import EventSource, record
+
+    from torchelastic_otel import semconv
+
+    spec = worker_group.spec
+    if spec.event_log_handler not in capture_for:
+        return
+    event = agent._construct_event(state=semconv.STATE_CYCLE, source=EventSource.AGENT)
+    event.name = semconv.CYCLE_EVENT
+    workers = getattr(worker_group, "workers", None) or []
+    # Mapped to torchelastic.<key>: semconv.ROUND, MAX_RESTARTS, REMAINING_RESTARTS,
+    # NODES, WORKERS, LOCAL_WORLD_SIZE.
+    event.metadata.update(
+        {
+            "round": rendezvous_round(spec.rdzv_handler),
+            "max_restarts": spec.max_restarts,
+            "remaining_restarts": getattr(agent, "_remaining_restarts", None),
+            "nodes": getattr(worker_group, "group_world_size", None),
+            "workers": getattr(workers[0], "world_size", None) if workers else None,
+            "local_world_size": getattr(spec, "local_world_size", None),
+        }
+    )
+    record(event, spec.event_log_handler)
+
+
+def rendezvous_round(handler: Any) -> int | None:
+    """The round the dynamic rendezvous just completed (every node of it agrees)."""
+    state = getattr(getattr(handler, "_state_holder", None), "state", None)
+    value = getattr(state, "round", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -5,9 +5,10 @@ One :class:`EventStage` per pipeline. For each queued item it
 1. parses it into an event (:func:`~torchelastic_otel.otel.mapping.to_event`: our
    event objects, torch's, or torch's JSON),
 2. maps it (:func:`~torchelastic_otel.otel.mapping.map_event`, pure),
-3. advances the span state machine (:mod:`~torchelastic_otel.otel.spans`), which
-   says which span the event belongs to,
-4. emits the event's log record into that span through the log sink.
+3. folds it into a periodic summary if it is rendezvous chatter (:mod:`._chatter`),
+4. else advances the span state machine (:mod:`~torchelastic_otel.otel.spans`),
+   which says which span the event belongs to,
+5. and emits the event's log record into that span through the log sink.
 
 The sinks were chosen once, when the stage was built (:func:`.sinks.choose`).
 """
@@ -15,11 +16,14 @@ The sinks were chosen once, when the stage was built (:func:`.sinks.choose`).
 import os
 import socket
 
+from torchelastic_otel.events import RdzvEvent
 from torchelastic_otel.otel import _exporters, _resource, _selflog, sinks
+from torchelastic_otel.otel._chatter import Chatter
 from torchelastic_otel.otel._ledger import Ledger
 from torchelastic_otel.otel.mapping import map_event, to_event
 from torchelastic_otel.otel.settings import Settings
-from torchelastic_otel.otel.spans import SpanStateMachine
+from torchelastic_otel.otel.spans import Fact, SpanStateMachine
+from torchelastic_otel.semconv import RANK
 
 
 class EventStage:
@@ -34,19 +38,34 @@ class EventStage:
         )
         self.sinks = sinks.choose(settings, _resource.create(settings), plugins, ledger)
         self.batches = self.sinks.batches
-        self.machine = SpanStateMachine(self.sinks.spans, socket.gethostname())
+        self.machine = SpanStateMachine(self.sinks.spans, socket.gethostname(), self._on_fact)
+        self.chatter = Chatter(settings.chatter_summary_s)
 
     def handle(self, item: object, t_ns: int) -> None:
         """Map one event and emit its record (raises for what is not an event)."""
-        m = map_event(to_event(item))
+        event = to_event(item)
+        self._summaries(t_ns)  # the intervals that ended before this event
+        if isinstance(event, RdzvEvent) and self.chatter.fold(event, t_ns):
+            return
+        m = map_event(event)
         context = self.machine.on_event(m, t_ns)
         self.sinks.logs.emit(m, t_ns, context)
 
+    def _summaries(self, t_ns: int, everything: bool = False) -> None:
+        for summary, folded in self.chatter.due(t_ns, everything):
+            summary.attributes[RANK] = self.machine.rank_of(summary.run_id)
+            context = self.machine.context_of(summary.run_id)
+            self.sinks.logs.emit(summary, t_ns, context, weight=folded)
+
+    def _on_fact(self, fact: Fact) -> None:
+        """What the span state machine concluded (the metrics' input, next)."""
+
     def tick(self, t_ns: int) -> None:
-        """Nothing periodic yet."""
+        """Nothing periodic here: summaries go by the events' own time."""
 
     def finish(self, t_ns: int) -> None:
-        """End every open span (the process is exiting)."""
+        """Flush the summaries, then end every open span (the process is exiting)."""
+        self._summaries(t_ns, everything=True)
         self.machine.shutdown(t_ns)
 
     def close(self) -> None:

@@ -93,7 +93,9 @@ class ExportWorker:
         self._queue.append((item, t_ns))
         if self._thread is None:
             self._start()
-        elif len(self._queue) >= self._wake_at:
+        elif len(self._queue) >= self._wake_at and not self._wake.is_set():
+            # is_set() reads a flag; set() takes a lock the worker holds while it
+            # waits, and calling it on every event of a burst made the caller wait.
             self._wake.set()
 
     def drop_counts(self) -> dict[str, int]:

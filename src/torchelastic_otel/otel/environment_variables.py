@@ -82,6 +82,11 @@ checking at start-up that the installed exporter accepts them; otherwise, and wi
 TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S = "TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S"
 """Seconds between two warnings about dropped events or failed exports (default 60)."""
 
+TORCHELASTIC_OTEL_CHATTER_SUMMARY_S = "TORCHELASTIC_OTEL_CHATTER_SUMMARY_S"
+"""Seconds between two summaries of the rendezvous' keep-alive and sync chatter
+(default 300: 12 records per node per hour instead of ~2,000); each summary counts
+the events it stands for. ``0`` records every such event on its own."""
+
 TORCHELASTIC_OTEL_RDZV_EVENTS = "TORCHELASTIC_OTEL_RDZV_EVENTS"
 """``1`` (or ``true``): under torchrun, also export the dynamic rendezvous' own events
 (torch's ``dynamic_rendezvous`` destination), so rendezvous rounds become spans.

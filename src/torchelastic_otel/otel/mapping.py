@@ -12,12 +12,11 @@ Example::
     ('j', 1, 'START')
 """
 
-import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from torchelastic_otel.events import Event, RdzvEvent
 from torchelastic_otel.semconv import (
@@ -89,22 +88,6 @@ class MappedEvent:
         return str(self.attributes[NODE_STATE])
 
 
-def trace_id_for_run(run_id: str) -> int:
-    """The trace id every node of ``run_id`` derives on its own (16 bytes of sha256)."""
-    digest = hashlib.sha256(
-        f"torchelastic-otel/trace/{run_id}".encode(errors="surrogatepass")
-    ).digest()
-    return int.from_bytes(digest[:16], "big") or 1
-
-
-def job_span_id_for_run(run_id: str) -> int:
-    """The id of the job's root span, parent of every node span (8 bytes of sha256)."""
-    digest = hashlib.sha256(
-        f"torchelastic-otel/job/{run_id}".encode(errors="surrogatepass")
-    ).digest()
-    return int.from_bytes(digest[:8], "big") or 1
-
-
 def to_event(item: Any) -> Event | RdzvEvent:
     """The event behind a record's message: an event object, or torch's JSON text.
 
@@ -115,13 +98,20 @@ def to_event(item: Any) -> Event | RdzvEvent:
     if isinstance(item, (Event, RdzvEvent)):
         return item
     if isinstance(item, str):
+        # Parsed once, by the kind its keys say (only a rendezvous event has a
+        # node_state); the other kind is tried if that fails.
+        first, second = (
+            (RdzvEvent.deserialize, Event.deserialize)
+            if '"node_state"' in item
+            else (Event.deserialize, RdzvEvent.deserialize)
+        )
         try:
-            keys = json.loads(item)
-        except ValueError as e:
-            raise ValueError(f"not an event's JSON: {e}") from None
-        if isinstance(keys, dict) and "node_state" in keys:
-            return RdzvEvent.deserialize(item)
-        return Event.deserialize(item)
+            return first(item)
+        except ValueError as error:
+            try:
+                return second(item)
+            except ValueError:
+                raise error from None
     # torch's own dataclasses (the handler registered inside torch's module).
     cls_name = type(item).__name__
     if cls_name in ("Event", "RdzvEvent") and hasattr(item, "serialize"):
@@ -405,7 +395,7 @@ def _run_id(value: Any) -> str:
     return text if text else UNKNOWN_RUN_ID
 
 
-def is_int64(value: Any) -> bool:
+def is_int64(value: Any) -> TypeGuard[int]:
     """An int (not a bool) that OTLP can carry as one (64-bit)."""
     return (
         isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX

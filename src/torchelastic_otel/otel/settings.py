@@ -43,6 +43,7 @@ class Settings:
     shutdown_timeout_ms: int = 1000
     shutdown_max_ms: int = 20_000
     fast_path: bool = True
+    chatter_summary_s: float = 300.0
     warning_interval_s: float = 60.0
     use_global_providers: bool = True
     # None: the exporter reads OTEL_EXPORTER_OTLP_*COMPRESSION itself.
@@ -90,6 +91,14 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             env, ev.TORCHELASTIC_OTEL_SHUTDOWN_MAX_MS, default.shutdown_max_ms, zero=True
         ),
         fast_path=_boolean(env, ev.TORCHELASTIC_OTEL_FAST_PATH, default.fast_path),
+        chatter_summary_s=float(
+            _positive_int(
+                env,
+                ev.TORCHELASTIC_OTEL_CHATTER_SUMMARY_S,
+                int(default.chatter_summary_s),
+                zero=True,
+            )
+        ),
         warning_interval_s=float(
             _positive_int(
                 env,

@@ -1,51 +1,86 @@
-"""The span state machine of docs/mapping.md ("Traces").
+"""The span state machine: a run's events as one trace per restart cycle.
 
-Driven by one thread (the export pipeline's worker), so it needs no locks. It
-turns mapped events into spans and tells the caller which span each event's log
-record belongs to.
+docs/mapping.md ("Traces") is the specification; in short:
+
+* **The run trace** (id from the run id) holds the run's skeleton: the job span
+  (emitted by the node of rank 0) and one lean node span per agent process, plus
+  a ``torchelastic.rendezvous`` span for each rendezvous attempt that did not
+  start a cycle (it failed, or was still waiting at exit).
+* **A cycle trace** per restart cycle (id from the run id and the rendezvous
+  round, which every node of the round agrees on) holds the cycle root (emitted
+  by the round's rank 0), one ``torchelastic.cycle.node`` span per node (from the
+  start of its rendezvous to the end of the cycle, with its outcome) and one span
+  per worker process. Cycle roots link to the job span and to the previous cycle.
+
+Every id in a cycle trace is derived from (run id, round, rank), so nodes agree on
+them without talking, and an agent can tell a worker its span's id before the
+worker starts. Spans are built when they end, from what the state machine kept:
+nothing is held open in the tracer, and the log record of every event names the
+span it belongs to.
+
+Driven by one thread (the export worker), so it needs no locks.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from torchelastic_otel.otel.mapping import (
-    AttrValue,
-    MappedEvent,
-    is_int64,
-    job_span_id_for_run,
-    trace_id_for_run,
+from torchelastic_otel.otel.derived_ids import (
+    cycle_node_span_id,
+    cycle_span_id,
+    cycle_trace_id,
+    job_span_id,
+    other_span_id,
+    run_trace_id,
+    worker_span_id,
 )
+from torchelastic_otel.otel.mapping import AttrValue, MappedEvent, is_int64
 from torchelastic_otel.otel.sinks import SpanSink
 from torchelastic_otel.semconv import (
-    AGENT_SPAN_PREFIX,
+    ASSIGN_DURATION_MS,
+    CYCLE_EVENT,
+    CYCLE_NODE_SPAN,
+    CYCLE_SPAN,
+    CYCLES,
     DURATION_MS,
     END_REASON,
     END_RESTARTED,
     END_SHUTDOWN,
-    EXCEPTION_EVENT,
     EXCEPTION_MESSAGE,
-    EXCEPTION_PREFIX,
+    EXCEPTION_TYPE,
     FINAL_WORKER_STATES,
     GLOBAL_RANK,
+    GROUP_RANK,
     HOST_NAME,
     JOB_SPAN,
     KIND_RENDEZVOUS,
-    MESSAGE,
+    LOCAL_RANK,
+    LOCAL_RANK_IN_METADATA,
+    MAX_RESTARTS,
     NAME,
     NODE_SPAN,
     NODE_STATE,
+    NODES,
+    OUTCOME,
+    OUTCOME_FAILED,
+    OUTCOME_RESTARTED,
+    OUTCOME_SUCCEEDED,
+    OUTCOME_UNFINISHED,
     RANK,
+    REMAINING_RESTARTS,
+    RENDEZVOUS_DURATION_MS,
+    RENDEZVOUS_SPAN,
     ROUND,
-    ROUND_SPAN,
     RUN_ID,
+    SIGNAL,
     SOURCE,
     SOURCE_WORKER,
+    STATE_ASSIGN_WORKER_RANKS,
     STATE_FAILED,
-    STATE_INIT,
     STATE_RENDEZVOUS,
     STATE_START,
     STATE_SUCCEEDED,
@@ -55,230 +90,526 @@ from torchelastic_otel.semconv import (
     UNKNOWN_STATE,
     WORKER_ID,
     WORKER_SPAN,
+    WORKERS,
 )
 
-_ROUND_IN_MESSAGE = re.compile(r"\bround (\d+)\b")
+_JOINED = re.compile(r"\bhas joined round (\d+)\b")
 _NEXT_RENDEZVOUS = "next_rendezvous"
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+# A span's status message is for the eye; the whole error stays on its log record.
+_MAX_STATUS = 256
+_OUTCOME_STATE = {
+    OUTCOME_SUCCEEDED: STATE_SUCCEEDED,
+    OUTCOME_FAILED: STATE_FAILED,
+    OUTCOME_RESTARTED: STATE_TERMINATED,
+    OUTCOME_UNFINISHED: UNKNOWN_STATE,
+}
+
+
+@dataclass
+class Fact:
+    """Something the state machine concluded, for the metrics (``kind`` says what)."""
+
+    kind: str  # "cycle", "worker_failure", "rendezvous_failure", "workers_started"
+    run_id: str
+    t_ns: int
+    attributes: dict[str, AttrValue] = field(default_factory=dict)
+    value: float = 0.0
+
+
+@dataclass
+class _Pending:
+    """A span known by its ids, built when it ends."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_span_id: int  # 0: a root
+    start_ns: int
+    attributes: dict[str, AttrValue]
+    links: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Worker:
+    span: _Pending
+    global_rank: int
+
+
+@dataclass
+class _Cycle:
+    key: int
+    from_round: bool  # the key is the rendezvous round (else the restart count)
+    id_key: int | str  # what its ids derive from: the key, made unique on this node
+    opened_ns: int
+    node: _Pending
+    rank: int
+    workers: dict[str, _Worker] = field(default_factory=dict)
+    outcome: str = OUTCOME_UNFINISHED
+    error: str = ""
+    started_workers: bool = False
 
 
 @dataclass
 class _Run:
     run_id: str
-    job_context: Context
-    node: Span
-    node_start_ns: int
+    node: _Pending
     rank: int = UNKNOWN_RANK
     agent_state: str = UNKNOWN_STATE
-    round: Span | None = None
-    workers: dict[str, Span] = field(default_factory=dict)
+    cycle: _Cycle | None = None
+    cycles: list[tuple[int, bool]] = field(default_factory=list)  # keys seen, in order
+    rdzv_start_ns: int | None = None  # a rendezvous attempt in progress
+    steps_ms: dict[str, float] = field(default_factory=dict)  # durations for the next cycle
+    settings: dict[str, AttrValue] = field(default_factory=dict)  # restarts and sizes
+    roots: list[tuple[int, int]] = field(default_factory=list)  # cycle roots emitted here
+    previous_id_key: int | str | None = None  # the id key of the cycle before the open one
+    last_id_key: int | str | None = None
 
 
 class SpanStateMachine:
-    """Builds the span tree of docs/mapping.md from a stream of mapped events.
+    """Builds the traces of docs/mapping.md from a stream of mapped events.
 
     Args:
-        sink: the tracer spans start on, and its id generator when the job
-            span's deterministic ids can be forced (without one, no job span).
+        sink: the tracer spans are built on, and its id generator (which must let
+            the state machine choose ids; without one, spans keep the tracer's ids
+            and only the log records' links are derived).
         host_name: this node's name, for the node span.
+        on_fact: called with what the machine concludes (for the metrics).
     """
 
-    def __init__(self, sink: SpanSink, host_name: str) -> None:
+    def __init__(
+        self,
+        sink: SpanSink,
+        host_name: str,
+        on_fact: Callable[[Fact], None] | None = None,
+    ) -> None:
         self._tracer = sink.tracer
         self._ids = sink.ids
         self._host = host_name
+        self._on_fact = on_fact or (lambda fact: None)
         self._runs: dict[str, _Run] = {}
+
+    # --- the events ---
 
     def on_event(self, m: MappedEvent, t_ns: int) -> Context:
         """Advance the state machine; return the context the event's log record joins."""
-        duration_ns = _duration_ns(m)
-        run = self._run_for(m.run_id, t_ns - duration_ns)
-        if m.rank not in (UNKNOWN_RANK, run.rank):
+        run = self._run_for(m.run_id, t_ns - _duration_ns(m))
+        if m.rank not in (UNKNOWN_RANK, run.rank) and m.kind != KIND_RENDEZVOUS:
             run.rank = m.rank
-            run.node.set_attribute(RANK, m.rank)
         if m.kind == KIND_RENDEZVOUS:
-            return self._on_rdzv(run, m, t_ns)
-        return self._on_agent(run, m, t_ns, duration_ns)
+            ids = self._on_rdzv(run, m, t_ns)
+        else:
+            ids = self._on_agent(run, m, t_ns)
+        return trace.set_span_in_context(NonRecordingSpan(_context(*ids)))
+
+    def rank_of(self, run_id: str) -> int:
+        """The node's rank in ``run_id`` as far as known (``-1`` before)."""
+        run = self._runs.get(run_id)
+        return run.rank if run is not None else UNKNOWN_RANK
+
+    def context_of(self, run_id: str) -> Context:
+        """Where a record about ``run_id`` that is no event (a summary) belongs now."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return Context()
+        span = run.cycle.node if run.cycle is not None else run.node
+        return trace.set_span_in_context(NonRecordingSpan(_context(span.trace_id, span.span_id)))
 
     def shutdown(self, t_ns: int) -> None:
-        """End every open span (marked unfinished) and emit the job span if rank 0."""
+        """End everything still open (marked unfinished); rank 0 emits the job span."""
         for run in self._runs.values():
-            for span in [*run.workers.values(), run.round]:
-                if span is not None:
-                    span.set_attributes({UNFINISHED: True, END_REASON: END_SHUTDOWN})
-                    span.end(end_time=t_ns)
-            run.workers.clear()
-            run.round = None
-            run.node.set_attribute(NODE_STATE, run.agent_state)
-            if run.agent_state == STATE_FAILED:
-                run.node.set_status(Status(StatusCode.ERROR, "agent FAILED"))
-            run.node.end(end_time=t_ns)
+            if run.cycle is not None:
+                self._close_cycle(run, t_ns, OUTCOME_UNFINISHED, unfinished=True)
+            if run.rdzv_start_ns is not None:
+                self._rendezvous_span(run, t_ns, "", unfinished=True)
+            node = run.node
+            node.attributes.update(
+                {RANK: run.rank, NODE_STATE: run.agent_state, CYCLES: len(run.cycles)}
+            )
+            self._emit(node, t_ns, _status(run.agent_state == STATE_FAILED, "agent FAILED"))
             if run.rank == 0:
                 self._emit_job_span(run, t_ns)
         self._runs.clear()
 
-    # --- per kind -------------------------------------------------------------------
+    # --- the rendezvous ---
 
-    def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> Context:
+    def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> tuple[int, int]:
         name = str(m.attributes.get(NAME, m.event_name))
-        is_next = name.endswith(_NEXT_RENDEZVOUS)
-        failed = m.node_state == STATE_FAILED
-        if run.round is None and is_next and not failed:
-            run.round = self._start(ROUND_SPAN, run, t_ns, m.node_state)
-        span = run.round
-        if span is None:
-            return trace.set_span_in_context(run.node)
-        ctx = trace.set_span_in_context(span)
-        event_attrs: dict[str, AttrValue] = {
-            MESSAGE: m.body,
-            NODE_STATE: m.node_state,
-            RANK: m.rank,
-        }
-        span.add_event(name, attributes=event_attrs, timestamp=t_ns)
-        if failed:
-            _fail(span, m, t_ns)
-            run.round = None
-        elif is_next and m.rank != UNKNOWN_RANK:
-            attrs: dict[str, str | int] = {RANK: m.rank, NODE_STATE: STATE_SUCCEEDED}
-            found = _ROUND_IN_MESSAGE.search(m.body)
-            if found and is_int64(int(found.group(1))):
-                attrs[ROUND] = int(found.group(1))
-            span.set_attributes(attrs)
-            span.end(end_time=t_ns)
-            run.round = None
-        return ctx
+        joining = name.endswith(_NEXT_RENDEZVOUS)
+        if m.node_state == STATE_FAILED:
+            if run.rdzv_start_ns is not None and run.cycle is None:
+                error = m.exception.get(EXCEPTION_MESSAGE) or m.body
+                self._rendezvous_span(run, t_ns, error)
+                self._fact("rendezvous_failure", run, t_ns, _error_type(m))
+            return self._here(run)
+        if not joining:
+            return self._here(run)
+        found = _JOINED.search(m.body)
+        if found and is_int64(int(found.group(1))) and m.rank != UNKNOWN_RANK:
+            # "has joined round N ... as rank R": the cycle N starts here.
+            self._open_cycle(run, int(found.group(1)), True, m.rank, t_ns)
+        elif run.rdzv_start_ns is None and (run.cycle is None or run.cycle.started_workers):
+            # A new attempt to join: the cycle this node was in is over.
+            if run.cycle is not None:
+                self._close_cycle(run, t_ns, self._outcome_now(run.cycle))
+            run.rdzv_start_ns = t_ns
+        return self._here(run)
 
-    def _on_agent(self, run: _Run, m: MappedEvent, t_ns: int, duration_ns: int) -> Context:
+    # --- the agent ---
+
+    def _on_agent(self, run: _Run, m: MappedEvent, t_ns: int) -> tuple[int, int]:
         state = m.node_state
         worker_id = m.attributes.get(WORKER_ID)
-        is_worker = m.attributes.get(SOURCE) == SOURCE_WORKER and worker_id
-        if not is_worker:
-            run.agent_state = state
-            run.node.set_attribute(NODE_STATE, state)
-        if duration_ns or DURATION_MS in m.attributes:
-            start = t_ns - duration_ns
-            if state == STATE_RENDEZVOUS:
-                self._end_workers(run, start, END_RESTARTED)
-            span = self._start(AGENT_SPAN_PREFIX + state, run, start, state)
-            span.set_attributes(_span_copy(m, run))
-            if state == STATE_FAILED:
-                _fail(span, m, t_ns)
-            else:
-                span.end(end_time=t_ns)
-            return trace.set_span_in_context(span)
-        if is_worker:
+        duration_ms = m.attributes.get(DURATION_MS)
+        if m.event_name == CYCLE_EVENT:
+            return self._on_cycle_event(run, m, t_ns)
+        if isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool):
+            self._on_step(run, m, t_ns, state, float(duration_ms))
+        elif m.attributes.get(SOURCE) == SOURCE_WORKER and worker_id:
             return self._on_worker(run, m, t_ns, str(worker_id))
-        return trace.set_span_in_context(run.node)
+        elif state in (STATE_SUCCEEDED, STATE_FAILED) and run.cycle is not None:
+            outcome = OUTCOME_SUCCEEDED if state == STATE_SUCCEEDED else OUTCOME_FAILED
+            self._close_cycle(run, t_ns, outcome, error=_error_text(m))
+        run.agent_state = state
+        return self._here(run)
 
-    def _on_worker(self, run: _Run, m: MappedEvent, t_ns: int, worker_id: str) -> Context:
+    def _on_step(
+        self, run: _Run, m: MappedEvent, t_ns: int, state: str, duration_ms: float
+    ) -> None:
+        """One of the agent's timed steps: RENDEZVOUS, ASSIGN_WORKER_RANKS."""
+        if state == STATE_RENDEZVOUS:
+            start = t_ns - _duration_ns(m)
+            cycle = run.cycle
+            if cycle is not None and cycle.opened_ns < start:
+                self._close_cycle(run, start, self._outcome_now(cycle))
+            if run.cycle is None:
+                run.rdzv_start_ns = min(run.rdzv_start_ns or start, start)
+                run.steps_ms[RENDEZVOUS_DURATION_MS] = duration_ms
+            else:  # the cycle was opened by this rendezvous' own "joined" event
+                run.cycle.node.attributes[RENDEZVOUS_DURATION_MS] = duration_ms
+                run.cycle.node.start_ns = min(run.cycle.node.start_ns, start)
+            self._fact("rendezvous", run, t_ns, {}, duration_ms / 1000)
+        elif state == STATE_ASSIGN_WORKER_RANKS:
+            target = run.cycle.node.attributes if run.cycle is not None else run.steps_ms
+            target[ASSIGN_DURATION_MS] = duration_ms
+
+    def _on_cycle_event(self, run: _Run, m: MappedEvent, t_ns: int) -> tuple[int, int]:
+        a = m.attributes
+        round_ = a.get(ROUND)
+        rank = a.get(GROUP_RANK, m.rank)
+        rank = rank if is_int64(rank) else m.rank
+        if is_int64(round_):
+            key, from_round = round_, True
+        else:
+            key, from_round = _restarts(m), False
+        run.settings = {}
+        for setting in (REMAINING_RESTARTS, MAX_RESTARTS, NODES, WORKERS):
+            value = a.get(setting)
+            if is_int64(value):
+                run.settings[setting] = value
+        cycle = self._open_cycle(run, key, from_round, int(rank), t_ns)
+        cycle.node.attributes.update(run.settings)
+        run.rank = cycle.rank
+        return cycle.node.trace_id, cycle.node.span_id
+
+    # --- the workers ---
+
+    def _on_worker(self, run: _Run, m: MappedEvent, t_ns: int, worker_id: str) -> tuple[int, int]:
         state = m.node_state
-        span = run.workers.get(worker_id)
-        if state == STATE_START or span is None:
-            if span is not None:  # a second START for one process: close the first
-                span.set_attribute(END_REASON, END_RESTARTED)
-                span.end(end_time=t_ns)
-            global_rank = m.attributes.get(GLOBAL_RANK, "?")
-            span = self._start(f"{WORKER_SPAN} {global_rank}", run, t_ns, state)
-            span.set_attributes(_span_copy(m, run))
-            run.workers[worker_id] = span
-        ctx = trace.set_span_in_context(span)
+        cycle = run.cycle
+        if cycle is None or (state == STATE_START and worker_id in cycle.workers):
+            # Workers without a known cycle (no cycle event, no rendezvous events):
+            # the restart count stands in for the round.
+            if cycle is not None:
+                self._close_cycle(run, t_ns, self._outcome_now(cycle))
+            cycle = self._open_cycle(run, _restarts(m), False, run.rank, t_ns)
+        worker = cycle.workers.get(worker_id)
+        if worker is None:
+            global_rank = m.attributes.get(GLOBAL_RANK)
+            rank_value = global_rank if is_int64(global_rank) else -1
+            attrs: dict[str, AttrValue] = {
+                RUN_ID: run.run_id,
+                RANK: cycle.rank,
+                NODE_STATE: state,
+                GLOBAL_RANK: rank_value,
+                ROUND: cycle.key,
+            }
+            local_rank = m.attributes.get(LOCAL_RANK_IN_METADATA)
+            if is_int64(local_rank):
+                attrs[LOCAL_RANK] = local_rank
+            span = _Pending(
+                f"{WORKER_SPAN} {global_rank if global_rank is not None else '?'}",
+                cycle.node.trace_id,
+                worker_span_id(run.run_id, cycle.id_key, rank_value)
+                if rank_value >= 0
+                else other_span_id("worker-id", run.run_id, cycle.id_key, worker_id),
+                cycle.node.span_id,
+                t_ns,
+                attrs,
+            )
+            worker = cycle.workers[worker_id] = _Worker(span, rank_value)
+            if state == STATE_START and not cycle.started_workers:
+                cycle.started_workers = True
+                self._fact("workers_started", run, t_ns, {}, (t_ns - cycle.opened_ns) / 1e9)
         if state in FINAL_WORKER_STATES:
-            span.set_attributes(_span_copy(m, run))
-            span.set_attribute(END_REASON, state.lower())
-            if state == STATE_FAILED:
-                _fail(span, m, t_ns)
-            else:
-                span.end(end_time=t_ns)
-            del run.workers[worker_id]
-        return ctx
+            self._end_worker(run, cycle, worker_id, m, t_ns)
+        return worker.span.trace_id, worker.span.span_id
 
-    # --- helpers ------------------------------------------------------------------------
+    def _end_worker(
+        self, run: _Run, cycle: _Cycle, worker_id: str, m: MappedEvent, t_ns: int
+    ) -> None:
+        worker = cycle.workers.pop(worker_id)
+        state = m.node_state
+        span = worker.span
+        span.attributes[NODE_STATE] = state
+        span.attributes[END_REASON] = state.lower()
+        for key in (SIGNAL, "torchelastic.metadata.exit_code"):
+            if key in m.attributes:
+                span.attributes[key] = m.attributes[key]
+        failed = state == STATE_FAILED
+        if failed:
+            cycle.outcome = OUTCOME_FAILED
+            cycle.error = cycle.error or _error_text(m)
+            self._fact("worker_failure", run, t_ns, _error_type(m))
+        elif state == STATE_SUCCEEDED and cycle.outcome == OUTCOME_UNFINISHED:
+            cycle.outcome = OUTCOME_SUCCEEDED
+        self._emit(span, t_ns, _status(failed, _error_text(m)))
+        if not cycle.workers and cycle.started_workers:
+            # The whole group ended: by failing (a restart or the end follows), by
+            # succeeding, or stopped by the agent.
+            outcome = OUTCOME_RESTARTED if cycle.outcome == OUTCOME_UNFINISHED else cycle.outcome
+            self._close_cycle(run, t_ns, outcome)
+
+    # --- cycles ---
+
+    def _open_cycle(self, run: _Run, key: int, from_round: bool, rank: int, t_ns: int) -> _Cycle:
+        cycle = run.cycle
+        if cycle is not None:
+            if cycle.key == key:
+                if from_round and not cycle.from_round:
+                    cycle.from_round = True
+                cycle.rank = rank if rank != UNKNOWN_RANK else cycle.rank
+                cycle.node.attributes[RANK] = cycle.rank
+                return cycle
+            self._close_cycle(run, t_ns, self._outcome_now(cycle))
+        start = min(run.rdzv_start_ns or t_ns, t_ns)
+        run.rdzv_start_ns = None
+        # A restart count can repeat on a node (a peer's restart does not count
+        # here): ids must not, so a key seen before gets its occurrence appended.
+        seen = sum(1 for k, _ in run.cycles if k == key)
+        id_key: int | str = key if seen == 0 else f"{key}.{seen}"
+        trace_id = cycle_trace_id(run.run_id, id_key)
+        attrs: dict[str, AttrValue] = {
+            RUN_ID: run.run_id,
+            RANK: rank,
+            NODE_STATE: STATE_START,
+            ROUND: key,
+            **run.steps_ms,
+            **run.settings,
+        }
+        run.steps_ms = {}
+        node = _Pending(
+            f"{CYCLE_NODE_SPAN} {self._host}",
+            trace_id,
+            cycle_node_span_id(run.run_id, id_key, rank),
+            cycle_span_id(run.run_id, id_key),
+            start,
+            attrs,
+            links=[(run.node.trace_id, run.node.span_id)],
+        )
+        cycle = run.cycle = _Cycle(key, from_round, id_key, t_ns, node, rank)
+        if run.cycles:
+            run.previous_id_key = run.last_id_key
+        run.last_id_key = id_key
+        run.cycles.append((key, from_round))
+        return cycle
+
+    @staticmethod
+    def _outcome_now(cycle: _Cycle) -> str:
+        """A cycle ended by a new rendezvous: failed here, or restarted by a peer."""
+        return OUTCOME_FAILED if cycle.outcome == OUTCOME_FAILED else OUTCOME_RESTARTED
+
+    def _close_cycle(
+        self, run: _Run, t_ns: int, outcome: str, error: str = "", unfinished: bool = False
+    ) -> None:
+        cycle = run.cycle
+        if cycle is None:
+            return
+        run.cycle = None
+        for worker_id in list(cycle.workers):
+            span = cycle.workers.pop(worker_id).span
+            reason = END_SHUTDOWN if unfinished else END_RESTARTED
+            span.attributes.update({END_REASON: reason, NODE_STATE: STATE_TERMINATED})
+            if unfinished:
+                span.attributes[UNFINISHED] = True
+            self._emit(span, t_ns, Status(StatusCode.UNSET))
+        error = error or cycle.error
+        node = cycle.node
+        node.attributes.update(
+            {OUTCOME: outcome, NODE_STATE: _OUTCOME_STATE[outcome], RANK: cycle.rank}
+        )
+        if unfinished:
+            node.attributes[UNFINISHED] = True
+        failed = outcome == OUTCOME_FAILED
+        self._emit(node, t_ns, _status(failed, error or "a worker failed"))
+        self._fact(
+            "cycle",
+            run,
+            t_ns,
+            {OUTCOME: outcome},
+            (t_ns - node.start_ns) / 1e9,
+        )
+        if cycle.rank == 0:
+            self._emit_cycle_root(run, cycle, t_ns, outcome)
+
+    def _emit_cycle_root(self, run: _Run, cycle: _Cycle, t_ns: int, outcome: str) -> None:
+        links = [(run_trace_id(run.run_id), job_span_id(run.run_id))]
+        if len(run.cycles) > 1:
+            previous, _ = run.cycles[-2]
+            links.append(
+                (cycle_trace_id(run.run_id, previous), cycle_span_id(run.run_id, previous))
+            )
+        attrs: dict[str, AttrValue] = {
+            RUN_ID: run.run_id,
+            RANK: 0,
+            NODE_STATE: _OUTCOME_STATE[outcome],
+            ROUND: cycle.key,
+            OUTCOME: outcome,
+            **{k: v for k, v in cycle.node.attributes.items() if k in _CYCLE_SETTINGS},
+        }
+        root = _Pending(
+            f"{CYCLE_SPAN} {cycle.key}",
+            cycle.node.trace_id,
+            cycle_span_id(run.run_id, cycle.id_key),
+            0,
+            cycle.node.start_ns,
+            attrs,
+            links,
+        )
+        run.roots.append((root.trace_id, root.span_id))
+        self._emit(root, t_ns, _status(outcome == OUTCOME_FAILED, "the cycle failed"))
+
+    # --- the run trace ---
 
     def _run_for(self, run_id: str, t_ns: int) -> _Run:
         run = self._runs.get(run_id)
         if run is not None:
             return run
-        parent = SpanContext(
-            trace_id=trace_id_for_run(run_id),
-            span_id=job_span_id_for_run(run_id),
-            is_remote=True,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_id = run_trace_id(run_id)
+        span_id = (
+            self._ids.generate_span_id()
+            if self._ids is not None
+            else other_span_id("node", run_id, self._host, t_ns)
         )
-        job_context = trace.set_span_in_context(NonRecordingSpan(parent))
-        node = self._tracer.start_span(
+        node = _Pending(
             f"{NODE_SPAN} {self._host}",
-            context=job_context,
-            start_time=t_ns,
-            attributes={
-                RUN_ID: run_id,
-                RANK: UNKNOWN_RANK,
-                NODE_STATE: STATE_INIT,
-                HOST_NAME: self._host,
-            },
+            trace_id,
+            span_id,
+            job_span_id(run_id),
+            t_ns,
+            {RUN_ID: run_id, RANK: UNKNOWN_RANK, NODE_STATE: STATE_START, HOST_NAME: self._host},
         )
-        run = _Run(run_id=run_id, job_context=job_context, node=node, node_start_ns=t_ns)
-        self._runs[run_id] = run
+        run = self._runs[run_id] = _Run(run_id=run_id, node=node)
         return run
 
-    def _start(self, name: str, run: _Run, t_ns: int, state: str) -> Span:
-        return self._tracer.start_span(
-            name,
-            context=trace.set_span_in_context(run.node),
-            start_time=t_ns,
-            attributes={
-                RUN_ID: run.run_id,
-                RANK: run.rank,
-                NODE_STATE: state,
-                HOST_NAME: self._host,
-            },
-        )
-
-    def _end_workers(self, run: _Run, t_ns: int, reason: str) -> None:
-        for span in run.workers.values():
-            # Stopped by the agent for the new round, as torch calls it elsewhere.
-            span.set_attributes({END_REASON: reason, NODE_STATE: STATE_TERMINATED})
-            span.end(end_time=t_ns)
-        run.workers.clear()
+    def _rendezvous_span(self, run: _Run, t_ns: int, error: str, unfinished: bool = False) -> None:
+        """A rendezvous attempt that started no cycle: failed, or still waiting at exit."""
+        start = run.rdzv_start_ns if run.rdzv_start_ns is not None else t_ns
+        run.rdzv_start_ns = None
+        attrs: dict[str, AttrValue] = {
+            RUN_ID: run.run_id,
+            RANK: run.rank,
+            NODE_STATE: STATE_FAILED if error else UNKNOWN_STATE,
+        }
+        if unfinished:
+            attrs.update({UNFINISHED: True, END_REASON: END_SHUTDOWN})
+        span_id = self._ids.generate_span_id() if self._ids is not None else 0
+        span = _Pending(RENDEZVOUS_SPAN, run.node.trace_id, span_id, run.node.span_id, start, attrs)
+        self._emit(span, t_ns, _status(bool(error), error))
 
     def _emit_job_span(self, run: _Run, t_ns: int) -> None:
-        if self._ids is None:
-            return  # a tracer whose ids we cannot choose: better no root than a wrong one
-        parent = run.job_context
-        span_context = trace.get_current_span(parent).get_span_context()
-        self._ids.force_next(span_context.trace_id, span_context.span_id)
-        job = self._tracer.start_span(
+        job = _Pending(
             JOB_SPAN,
-            context=Context(),
-            start_time=run.node_start_ns,
-            attributes={RUN_ID: run.run_id, RANK: run.rank, NODE_STATE: run.agent_state},
+            run.node.trace_id,
+            job_span_id(run.run_id),
+            0,
+            run.node.start_ns,
+            {RUN_ID: run.run_id, RANK: 0, NODE_STATE: run.agent_state, CYCLES: len(run.cycles)},
+            list(run.roots),
         )
-        if run.agent_state == STATE_FAILED:
-            job.set_status(Status(StatusCode.ERROR, "job FAILED"))
-        job.end(end_time=t_ns)
+        self._emit(job, t_ns, _status(run.agent_state == STATE_FAILED, "job FAILED"))
+
+    # --- building spans ---
+
+    def _here(self, run: _Run) -> tuple[int, int]:
+        span = run.cycle.node if run.cycle is not None else run.node
+        return span.trace_id, span.span_id
+
+    def _emit(self, p: _Pending, end_ns: int, status: Status) -> None:
+        parent = (
+            trace.set_span_in_context(NonRecordingSpan(_context(p.trace_id, p.parent_span_id)))
+            if p.parent_span_id
+            else Context()
+        )
+        if self._ids is not None:
+            if p.parent_span_id:
+                self._ids.force_next_span_id(p.span_id)
+            else:
+                self._ids.force_next(p.trace_id, p.span_id)
+        span = self._tracer.start_span(
+            p.name,
+            context=parent,
+            start_time=min(p.start_ns, end_ns),
+            attributes=p.attributes,
+            links=[Link(_context(t, s)) for t, s in p.links],
+        )
+        if status.status_code is not StatusCode.UNSET:
+            span.set_status(status)
+        span.end(end_time=end_ns)
+
+    def _fact(
+        self, kind: str, run: _Run, t_ns: int, attributes: dict[str, AttrValue], value: float = 0.0
+    ) -> None:
+        self._on_fact(Fact(kind, run.run_id, t_ns, attributes, value))
+
+
+_CYCLE_SETTINGS = frozenset({REMAINING_RESTARTS, MAX_RESTARTS, NODES, WORKERS})
+
+
+def _context(trace_id: int, span_id: int) -> SpanContext:
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=_SAMPLED)
 
 
 def _duration_ns(m: MappedEvent) -> int:
     value = m.attributes.get(DURATION_MS)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e12:
         return int(value * 1_000_000)
     return 0
 
 
-def _span_copy(m: MappedEvent, run: _Run) -> dict[str, AttrValue]:
-    """The event's attributes worth repeating on its span (not the exception text).
-
-    An event that does not know its node's rank (torch's agent records the first
-    RENDEZVOUS before it learns it) keeps the rank the node already has.
-    """
-    copy = {k: v for k, v in m.attributes.items() if not k.startswith(EXCEPTION_PREFIX)}
-    if m.rank == UNKNOWN_RANK:
-        copy[RANK] = run.rank
-    return copy
+def _restarts(m: MappedEvent) -> int:
+    value = m.attributes.get("torchelastic.agent_restarts")
+    return value if is_int64(value) and value >= 0 else 0
 
 
-def _fail(span: Span, m: MappedEvent, t_ns: int) -> None:
+def _status(error: bool, message: str) -> Status:
+    if not error:
+        return Status(StatusCode.UNSET)
+    return Status(StatusCode.ERROR, message[:_MAX_STATUS])
+
+
+def _error_text(m: MappedEvent) -> str:
+    exc_type = m.exception.get(EXCEPTION_TYPE, "")
     message = m.exception.get(EXCEPTION_MESSAGE) or m.body
-    span.set_status(Status(StatusCode.ERROR, message))
-    span.set_attribute(NODE_STATE, STATE_FAILED)
-    if m.exception:
-        span.add_event(EXCEPTION_EVENT, attributes=dict(m.exception), timestamp=t_ns)
-    span.end(end_time=t_ns)
+    short = exc_type.rsplit(".", 1)[-1]
+    text = message if not short or message.startswith(short) else f"{short}: {message}"
+    return text[:_MAX_STATUS]
+
+
+def _error_type(m: MappedEvent) -> dict[str, AttrValue]:
+    """A low-cardinality failure class: the signal, else the exception type."""
+    signal = m.attributes.get(SIGNAL)
+    if isinstance(signal, str) and signal:
+        return {"error.type": signal}
+    exc_type = m.exception.get(EXCEPTION_TYPE, "")
+    return {"error.type": exc_type.rsplit(".", 1)[-1] or "unknown"}
