@@ -15,7 +15,7 @@ import pytest
 
 from torchelastic_otel.demo.collector import Rotel, free_port, run_rotel
 from torchelastic_otel.demo.job import JobResult, run_job
-from torchelastic_otel.otel import mapping
+from torchelastic_otel.otel import derived_ids
 from torchelastic_otel.receiver import OtlpHttpReceiver
 
 pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
@@ -63,57 +63,68 @@ def _by_prefix(spans: list[Any], prefix: str) -> list[Any]:
     return [s for s in spans if s["name"].startswith(prefix)]
 
 
-def test_two_node_job_is_one_trace(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+def _traces(spans: list[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for s in spans:
+        out.setdefault(s["trace_id"], []).append(s)
+    return out
+
+
+def test_two_node_job_is_a_run_trace_and_a_cycle_trace(
+    collector: tuple[OtlpHttpReceiver, Rotel],
+) -> None:
     receiver, rotel = collector
     run_id = f"e2e-ok-{uuid.uuid4().hex[:8]}"
     job = run_job(run_id, env=_env(rotel.grpc_endpoint), train_seconds=1.0, timeout_s=180)
     _check_ok(job)
     logs, spans = _job_data(receiver, run_id)
-
-    trace_id = f"{mapping.trace_id_for_run(run_id):032x}"
-    assert {s["trace_id"] for s in spans} == {trace_id}
-    assert {r["trace_id"] for r in logs} == {trace_id}
     agents = {s["resource"]["process.pid"] for s in spans}
     assert len(agents) == 2
 
-    # both nodes' rendezvous rounds, each a span with the rendezvous' events
-    rounds = _by_prefix(spans, "torchelastic.rendezvous")
-    assert {s["resource"]["process.pid"] for s in rounds} == agents
-    assert all(s["events"] for s in rounds)
-    assert {s["attributes"]["rank"] for s in rounds} == {0, 1}
+    run_trace = f"{derived_ids.run_trace_id(run_id):032x}"
+    cycle_trace = f"{derived_ids.cycle_trace_id(run_id, 0):032x}"
+    traces = _traces(spans)
+    assert set(traces) == {run_trace, cycle_trace}
+    # The run: one job span (rank 0's), parent of both node spans.
+    (job_span,) = _by_prefix(traces[run_trace], "torchelastic.job")
+    nodes = _by_prefix(traces[run_trace], "torchelastic.node")
+    assert {n["parent_span_id"] for n in nodes} == {job_span["span_id"]}
+    assert {n["attributes"]["node_state"] for n in nodes} == {"SUCCEEDED"}
+    # The cycle (round 0): its root, each node's part, all four workers.
+    cycle = traces[cycle_trace]
+    (root,) = _by_prefix(cycle, "torchelastic.cycle ")
+    parts = _by_prefix(cycle, "torchelastic.cycle.node")
+    assert {p["parent_span_id"] for p in parts} == {root["span_id"]}
+    assert sorted(p["attributes"]["rank"] for p in parts) == [0, 1]
+    assert {p["attributes"]["torchelastic.cycle.outcome"] for p in parts} == {"succeeded"}
+    assert all(p["attributes"]["torchelastic.rendezvous.duration_ms"] > 0 for p in parts)
+    assert root["attributes"]["torchelastic.nodes"] == 2
+    assert root["attributes"]["torchelastic.workers"] == 4
+    workers = _by_prefix(cycle, "torchelastic.worker")
+    assert sorted(s["name"] for s in workers) == [f"torchelastic.worker {r}" for r in range(4)]
+    assert {s["attributes"]["node_state"] for s in workers} == {"SUCCEEDED"}
+    assert {s["span_id"] for s in workers} == {
+        f"{derived_ids.worker_span_id(run_id, 0, r):016x}" for r in range(4)
+    }
+    # No missing parents; every record names a span that arrived.
+    ids = {s["span_id"] for s in spans}
+    assert all(s["parent_span_id"] in ids for s in spans if s is not job_span and s is not root)
+    assert {(r["trace_id"], r["span_id"]) for r in logs} <= {
+        (s["trace_id"], s["span_id"]) for s in spans
+    }
     rdzv_logs = [r for r in logs if r["attributes"]["torchelastic.event.kind"] == "rendezvous"]
     assert any(
         r["event_name"] == "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous"
         for r in rdzv_logs
     )
-
-    # all four workers, started and succeeded
-    workers = _by_prefix(spans, "torchelastic.worker")
-    assert sorted(s["name"] for s in workers) == [f"torchelastic.worker {r}" for r in range(4)]
-    assert {s["attributes"]["node_state"] for s in workers} == {"SUCCEEDED"}
-
-    # the agent's duration events, as records and as spans
-    durations = [r for r in logs if "torchelastic.duration_ms" in r["attributes"]]
-    assert {r["attributes"]["node_state"] for r in durations} >= {
-        "RENDEZVOUS",
-        "ASSIGN_WORKER_RANKS",
-    }
-    assert len(_by_prefix(spans, "torchelastic.agent.RENDEZVOUS")) == 2
-
-    # one job span (rank 0's), parent of both node spans; no missing parents
-    (job_span,) = _by_prefix(spans, "torchelastic.job")
-    nodes = _by_prefix(spans, "torchelastic.node")
-    assert len(nodes) == 2
-    assert {n["parent_span_id"] for n in nodes} == {job_span["span_id"]}
-    ids = {s["span_id"] for s in spans}
-    assert all(s["parent_span_id"] in ids for s in spans if s is not job_span)
-
     for item in [*logs, *spans]:
         for key in THREE_KEYS:
             assert key in item["attributes"], (item.get("name") or item["event_name"], key)
 
 
-def test_failure_and_restart_in_one_trace(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+def test_failure_and_restart_are_two_linked_cycles(
+    collector: tuple[OtlpHttpReceiver, Rotel],
+) -> None:
     receiver, rotel = collector
     run_id = f"e2e-restart-{uuid.uuid4().hex[:8]}"
     job = run_job(
@@ -126,7 +137,6 @@ def test_failure_and_restart_in_one_trace(collector: tuple[OtlpHttpReceiver, Rot
     )
     _check_ok(job)
     logs, spans = _job_data(receiver, run_id)
-    assert {s["trace_id"] for s in spans} == {f"{mapping.trace_id_for_run(run_id):032x}"}
 
     # the failure, with its state and error
     failed = [
@@ -140,29 +150,38 @@ def test_failure_and_restart_in_one_trace(collector: tuple[OtlpHttpReceiver, Rot
     assert culprit[0]["severity_text"] == "ERROR"
     assert "simulated failure" in culprit[0]["attributes"]["exception.message"]
     assert culprit[0]["attributes"]["exception.type"] == "RuntimeError"
-    failed_span = [s for s in _by_prefix(spans, "torchelastic.worker 3") if s["status_code"] == 2]
-    assert len(failed_span) == 1
 
-    # the restart: a second rendezvous round on each node
-    for pid in {s["resource"]["process.pid"] for s in spans}:
-        node_rounds = [
-            s
-            for s in _by_prefix(spans, "torchelastic.agent.RENDEZVOUS")
-            if s["resource"]["process.pid"] == pid
-        ]
-        assert len(node_rounds) == 2
-    # restarted workers that did not fail are ended as such
+    # two cycles, each a trace; the first failed on the node of worker 3
+    roots = sorted(
+        _by_prefix(spans, "torchelastic.cycle "),
+        key=lambda s: s["attributes"]["torchelastic.round"],
+    )
+    assert len(roots) == 2
+    first, second = roots
+    assert second["links"][-1]["span_id"] == first["span_id"]  # the previous cycle
+    parts = _by_prefix(spans, "torchelastic.cycle.node")
+    first_parts = [p for p in parts if p["trace_id"] == first["trace_id"]]
+    assert sorted(p["attributes"]["torchelastic.cycle.outcome"] for p in first_parts) == [
+        "failed",
+        "restarted",
+    ]
+    failed_worker = [
+        s for s in _by_prefix(spans, "torchelastic.worker 3") if s["trace_id"] == first["trace_id"]
+    ]
+    assert [s["status_code"] for s in failed_worker] == [2]
+    assert "simulated failure" in failed_worker[0]["status_message"]
+    # workers of the other node, stopped for the restart, ended as such
     assert any(
         s["attributes"].get("torchelastic.end_reason") == "restarted"
         for s in _by_prefix(spans, "torchelastic.worker")
     )
-
-    # and the job's success: every rank's last worker span succeeded
-    last: dict[str, Any] = {}
-    for s in sorted(_by_prefix(spans, "torchelastic.worker"), key=lambda s: s["end"]):
-        last[s["name"]] = s
-    assert sorted(last) == [f"torchelastic.worker {r}" for r in range(4)]
-    assert {s["attributes"]["node_state"] for s in last.values()} == {"SUCCEEDED"}
+    # and the job's success: every worker of the second cycle succeeded
+    last = [
+        s for s in _by_prefix(spans, "torchelastic.worker") if s["trace_id"] == second["trace_id"]
+    ]
+    assert sorted(s["name"] for s in last) == [f"torchelastic.worker {r}" for r in range(4)]
+    assert {s["attributes"]["node_state"] for s in last} == {"SUCCEEDED"}
+    assert second["attributes"]["torchelastic.cycle.outcome"] == "succeeded"
 
 
 def test_collector_down_same_exit_code_bounded_wall(
@@ -255,4 +274,5 @@ def test_opentelemetry_instrument_torchrun(collector: tuple[OtlpHttpReceiver, Ro
     assert kinds == {"agent", "rendezvous"}
     assert {r["resource"]["service.name"] for r in logs} == {"instrumented-job"}
     assert len(_by_prefix(spans, "torchelastic.worker")) == 2
+    assert len(_by_prefix(spans, "torchelastic.cycle ")) == 1
     assert "not installed into torch" not in proc.stderr

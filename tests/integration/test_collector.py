@@ -17,7 +17,7 @@ from tests.support.otlp import OtlpHttpReceiver, Received, Rotel, run_rotel
 from tests.unit.test_mapping import TRACEBACK, agent_event, rdzv_event
 from torchelastic_otel import otel
 from torchelastic_otel.events import NodeState
-from torchelastic_otel.otel import mapping
+from torchelastic_otel.otel import derived_ids
 from torchelastic_otel.otel.settings import Settings
 
 JOINED = (
@@ -48,7 +48,11 @@ def _send_job(
     with otel.use(otel.Pipeline(settings)) as p:
         record_otel(rdzv_event())
         record_otel(rdzv_event(message=JOINED, rank=0))
-        record_otel(agent_event("RENDEZVOUS", duration_ms=120.0, group_rank=0))
+        record_otel(
+            agent_event(
+                "RENDEZVOUS", duration_ms=120.0, group_rank=0, worker_id=None, global_rank=None
+            )
+        )
         record_otel(agent_event("START", worker_id="11", global_rank=0, group_rank=0))
         record_otel(
             agent_event("FAILED", worker_id="11", global_rank=0, group_rank=0, raw_error=TRACEBACK)
@@ -82,40 +86,46 @@ def test_job_arrives_through_rotel(
     assert len(logs) == 6, rotel.log_path.read_text()[-2000:]
     assert len(spans) == 5
 
-    trace_id = f"{mapping.trace_id_for_run('job-7'):032x}"
-    job_span_id = f"{mapping.job_span_id_for_run('job-7'):016x}"
+    run_trace = f"{derived_ids.run_trace_id('job-7'):032x}"
+    cycle_trace = f"{derived_ids.cycle_trace_id('job-7', 2):032x}"
+    job_span_id = f"{derived_ids.job_span_id('job-7'):016x}"
     by_name = {s["name"].split(" ")[0]: s for s in spans}
     assert set(by_name) == {
         "torchelastic.job",
         "torchelastic.node",
-        "torchelastic.rendezvous",
-        "torchelastic.agent.RENDEZVOUS",
+        "torchelastic.cycle",
+        "torchelastic.cycle.node",
         "torchelastic.worker",
     }
-    # One trace; the job span is the root and every node span names it.
-    assert {s["trace_id"] for s in spans} == {trace_id}
-    assert {r["trace_id"] for r in logs} == {trace_id}
+    # The run trace: the job span is its root and the node span names it.
+    assert {by_name[n]["trace_id"] for n in ("torchelastic.job", "torchelastic.node")} == {
+        run_trace
+    }
     assert by_name["torchelastic.job"]["span_id"] == job_span_id
     assert by_name["torchelastic.job"]["parent_span_id"] == ""
     assert by_name["torchelastic.node"]["parent_span_id"] == job_span_id
-    node_id = by_name["torchelastic.node"]["span_id"]
+    # The cycle (round 2) trace: root, the node's part, the worker; ids derived.
+    cycle, part, worker = (
+        by_name[n] for n in ("torchelastic.cycle", "torchelastic.cycle.node", "torchelastic.worker")
+    )
+    assert {cycle["trace_id"], part["trace_id"], worker["trace_id"]} == {cycle_trace}
+    assert cycle["span_id"] == f"{derived_ids.cycle_span_id('job-7', 2):016x}"
+    assert part["parent_span_id"] == cycle["span_id"]
+    assert worker["parent_span_id"] == part["span_id"]
+    assert worker["span_id"] == f"{derived_ids.worker_span_id('job-7', 2, 0):016x}"
+    assert [link["span_id"] for link in cycle["links"]] == [job_span_id]
+    assert [link["span_id"] for link in part["links"]] == [by_name["torchelastic.node"]["span_id"]]
     span_ids = {s["span_id"] for s in spans}
     for s in spans:
-        assert s["parent_span_id"] == "" or s["parent_span_id"] in span_ids
         for key in ("run_id", "rank", "node_state"):
             assert key in s["attributes"], (s["name"], key)
         assert before - 200_000_000 <= s["start"] <= s["end"] <= after  # RENDEZVOUS: -120 ms
-    for name in ("torchelastic.rendezvous", "torchelastic.agent.RENDEZVOUS", "torchelastic.worker"):
-        assert by_name[name]["parent_span_id"] == node_id
-    rdzv_span = by_name["torchelastic.rendezvous"]
-    assert rdzv_span["attributes"]["torchelastic.round"] == 2
-    assert len(rdzv_span["events"]) == 2
-    agent = by_name["torchelastic.agent.RENDEZVOUS"]
-    assert agent["end"] - agent["start"] == 120_000_000
-    worker = by_name["torchelastic.worker"]
+    assert part["attributes"]["torchelastic.round"] == 2
+    assert part["attributes"]["torchelastic.rendezvous.duration_ms"] == 120.0
+    assert part["attributes"]["torchelastic.cycle.outcome"] == "failed"
     assert worker["status_code"] == 2  # ERROR
-    assert worker["status_message"] == "timed out"
-    assert [e["name"] for e in worker["events"]] == ["exception"]
+    assert worker["status_message"] == "RendezvousTimeoutError: timed out"
+    assert worker["events"] == []  # the error's detail is on its log record
 
     # Log records: typed attributes, severity, event name, body, time, link to spans.
     for r in logs:
@@ -124,6 +134,7 @@ def test_job_arrives_through_rotel(
         assert a["run_id"] == "job-7"
         assert before <= r["time_unix_nano"] <= after
         assert r["span_id"] in span_ids
+        assert r["trace_id"] in (run_trace, cycle_trace)
         assert r["resource"]["service.name"] == "torchelastic"
         assert r["scope"] == "torchelastic_otel"
     failed = [r for r in logs if r["severity_text"] == "ERROR"]

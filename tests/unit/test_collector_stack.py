@@ -57,6 +57,8 @@ def emitted() -> dict[str, set[str]]:
             rdzv_event(),
             rdzv_event(message="has joined round 1 as rank 0", rank=0),
             rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, rank=0),
+            rdzv_event(run_id="job-8"),  # a rendezvous that fails before any cycle
+            rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, run_id="job-8"),
             agent_event("RENDEZVOUS", duration_ms=12.0, group_rank=0),
             agent_event("START", worker_id="1", group_rank=0),
             agent_event("FAILED", worker_id="1", group_rank=0, raw_error=TRACEBACK),

@@ -6,13 +6,11 @@ import time
 from typing import Any
 
 import pytest
-from opentelemetry.trace import StatusCode
 
 from tests.support.docs import documented_attribute_keys, undocumented
 from tests.support.memory import PATHS, Memory, memory_pipeline, record_otel
 from torchelastic_otel import semconv
 from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
-from torchelastic_otel.otel import mapping
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -296,162 +294,6 @@ def test_every_emitted_attribute_is_documented_and_vice_versa(mem: Memory) -> No
     assert undocumented(emitted) == []
     missing = sorted(exact - emitted)
     assert missing == []
-
-
-# --- spans: ids, tree, state machine --------------------------------------------------------
-
-
-def test_trace_id_is_derived_from_run_id() -> None:
-    assert mapping.trace_id_for_run("a") == mapping.trace_id_for_run("a")
-    assert mapping.trace_id_for_run("a") != mapping.trace_id_for_run("b")
-    assert mapping.trace_id_for_run("a").bit_length() <= 128
-    assert mapping.job_span_id_for_run("a").bit_length() <= 64
-
-
-def _by_name(spans: list[Any]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for s in spans:
-        out.setdefault(s.name.split(" ")[0], []).append(s)
-    return out
-
-
-def _attrs_have_three_keys(span: Any) -> None:
-    for key in ("run_id", "rank", "node_state"):
-        assert key in span.attributes, (span.name, key)
-
-
-def test_rendezvous_round_becomes_span_with_events(mem: Memory) -> None:
-    joined = (
-        "The node 'n1' has joined round 3 of the rendezvous 'job-7' as rank 1 in a world of size 2."
-    )
-    sync = rdzv_event(
-        name="dynamic_rendezvous.py:_DistributedRendezvousOpExecutor._sync",
-        message="The node 'n1' has successfully synced its local changes.",
-    )
-    for e in (rdzv_event(), sync, rdzv_event(message=joined, rank=1)):
-        record_otel(e)
-    mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.finished_spans()))
-    (round_span,) = spans["torchelastic.rendezvous"]
-    (node,) = spans["torchelastic.node"]
-    assert [e.name for e in round_span.events] == [
-        "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
-        "dynamic_rendezvous.py:_DistributedRendezvousOpExecutor._sync",
-        "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
-    ]
-    assert round_span.attributes["torchelastic.round"] == 3
-    assert round_span.attributes["rank"] == 1
-    assert round_span.attributes["node_state"] == "SUCCEEDED"
-    assert round_span.parent.span_id == node.context.span_id
-    assert round_span.context.trace_id == mapping.trace_id_for_run("job-7")
-    assert node.parent.span_id == mapping.job_span_id_for_run("job-7")
-    assert node.attributes["rank"] == 1
-    # rank 1 does not emit the job span
-    assert "torchelastic.job" not in spans
-    for s in (round_span, node):
-        _attrs_have_three_keys(s)
-    # the log records point at the round span
-    logs = mem.log_records()
-    assert {r.log_record.span_id for r in logs} == {round_span.context.span_id}
-    assert {r.log_record.trace_id for r in logs} == {mapping.trace_id_for_run("job-7")}
-
-
-def test_failed_round_sets_error(mem: Memory) -> None:
-    record_otel(rdzv_event())
-    record_otel(rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, message="boom"))
-    mem.pipeline.shutdown(5000)
-    (round_span,) = _by_name(list(mem.finished_spans()))["torchelastic.rendezvous"]
-    assert round_span.status.status_code == StatusCode.ERROR
-    assert round_span.status.description == "timed out"
-    assert round_span.attributes["node_state"] == "FAILED"
-    exc = [e for e in round_span.events if e.name == "exception"]
-    assert exc[0].attributes["exception.stacktrace"] == TRACEBACK
-
-
-def test_heartbeats_outside_a_round_make_no_span(mem: Memory) -> None:
-    keep_alive = rdzv_event(
-        name="dynamic_rendezvous.py:DynamicRendezvousHandler._keep_alive",
-        message="The node 'n1' has sent a keep-alive heartbeat.",
-    )
-    for _ in range(3):
-        record_otel(keep_alive)
-    mem.pipeline.shutdown(5000)
-    names = [s.name.split(" ")[0] for s in mem.finished_spans()]
-    assert names == ["torchelastic.node"]
-    assert len(mem.log_records()) == 3
-
-
-def test_duration_event_becomes_span_of_that_duration(mem: Memory) -> None:
-    before = time.time_ns()
-    record_otel(agent_event("RENDEZVOUS", duration_ms=250.0, group_rank=0))
-    mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.finished_spans()))
-    (span,) = spans["torchelastic.agent.RENDEZVOUS"]
-    assert span.end_time - span.start_time == 250_000_000
-    assert span.end_time >= before
-    _attrs_have_three_keys(span)
-    # rank 0 emits the job span, with the id every node's span names as parent
-    (job,) = spans["torchelastic.job"]
-    assert job.context.span_id == mapping.job_span_id_for_run("job-7")
-    assert job.context.trace_id == mapping.trace_id_for_run("job-7")
-    assert job.parent is None
-    _attrs_have_three_keys(job)
-
-
-def test_worker_lifetime_span(mem: Memory) -> None:
-    record_otel(agent_event("START", worker_id="111", global_rank=2))
-    record_otel(agent_event("FAILED", worker_id="111", global_rank=2, raw_error=TRACEBACK))
-    record_otel(agent_event("START", worker_id="222", global_rank=3))
-    record_otel(agent_event("SUCCEEDED", worker_id="222", global_rank=3))
-    mem.pipeline.shutdown(5000)
-    workers = sorted(
-        _by_name(list(mem.finished_spans()))["torchelastic.worker"], key=lambda s: s.name
-    )
-    assert [w.name for w in workers] == ["torchelastic.worker 2", "torchelastic.worker 3"]
-    failed, ok = workers
-    assert failed.status.status_code == StatusCode.ERROR
-    assert failed.attributes["node_state"] == "FAILED"
-    assert ok.status.status_code == StatusCode.UNSET
-    assert ok.attributes["torchelastic.end_reason"] == "succeeded"
-    for w in workers:
-        _attrs_have_three_keys(w)
-
-
-def test_rendezvous_after_start_ends_workers_as_restarted(mem: Memory) -> None:
-    record_otel(agent_event("START", worker_id="111"))
-    record_otel(agent_event("RENDEZVOUS", duration_ms=10.0))
-    mem.pipeline.shutdown(5000)
-    (worker,) = _by_name(list(mem.finished_spans()))["torchelastic.worker"]
-    assert worker.attributes["torchelastic.end_reason"] == "restarted"
-    assert "torchelastic.unfinished" not in worker.attributes
-
-
-def test_open_spans_are_ended_at_shutdown(mem: Memory) -> None:
-    record_otel(agent_event("START", worker_id="111"))
-    record_otel(rdzv_event())
-    mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.finished_spans()))
-    for name in ("torchelastic.worker", "torchelastic.rendezvous"):
-        (span,) = spans[name]
-        assert span.attributes["torchelastic.unfinished"] is True
-        assert span.attributes["torchelastic.end_reason"] == "shutdown"
-
-
-def test_node_span_carries_final_agent_state(mem: Memory) -> None:
-    record_otel(
-        Event(
-            "torchelastic.worker.status.FAILED",
-            EventSource.AGENT,
-            metadata={"run_id": "job-7", "group_rank": 0, "state": "FAILED"},
-        )
-    )
-    mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.finished_spans()))
-    (node,) = spans["torchelastic.node"]
-    assert node.attributes["node_state"] == "FAILED"
-    assert node.status.status_code == StatusCode.ERROR
-    (job,) = spans["torchelastic.job"]
-    assert job.status.status_code == StatusCode.ERROR
 
 
 @pytest.mark.parametrize(

@@ -339,10 +339,12 @@ def test_global_providers_are_used() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "app r"
+    # A rendezvous that started no cycle (it was still waiting at exit), its node
+    # and the job: through the application's tracer, with the ids we chose.
     assert json.loads(lines[1].replace("'", '"')) == [
-        "torchelastic.agent.RENDEZVOUS",
         "torchelastic.job",
         "torchelastic.node",
+        "torchelastic.rendezvous",
     ]
     # The application's processors exported them, not ours.
     assert lines[2] == "{'logs': 0, 'spans': 0, 'metrics': 0}"

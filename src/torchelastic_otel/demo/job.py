@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +44,15 @@ def run_job(
     nproc_per_node: int = 2,
     event_log_handler: str = "otel",
     fail_once_ranks: Sequence[int] = (),
+    fail_times: int = 1,
     max_restarts: int = 1,
     train_seconds: float = 2.0,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 240.0,
     work_dir: Path | None = None,
+    launcher: Sequence[str] | None = None,
+    node_env: Callable[[int], Mapping[str, str]] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> JobResult:
     """Start ``nnodes`` torchrun agents for one job and wait for all of them (bounded).
 
@@ -56,16 +60,20 @@ def run_job(
         run_id: the rendezvous id (``--rdzv-id``), the job's ``run_id``.
         event_log_handler: torchrun's ``--event_log_handler``.
         fail_once_ranks: global ranks whose workers fail on their first attempt.
+        fail_times: ... on their first ``fail_times`` attempts.
         max_restarts: torchrun's ``--max-restarts``.
         train_seconds: how long each worker "trains".
         env: the agents' environment (default: this process's).
         timeout_s: the whole job's time limit; agents still running then are killed.
         work_dir: where the failure marker lives (default: a temporary directory).
+        launcher: the command that runs torchrun's arguments (default: ``torchrun``).
+        node_env: more environment for the agent of each node, by node index.
+        extra_args: more torchrun arguments.
     """
     port = free_port()
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         args = [
-            *torchrun_command(),
+            *(launcher or torchrun_command()),
             f"--nnodes={nnodes}",
             f"--nproc-per-node={nproc_per_node}",
             "--rdzv-backend=c10d",
@@ -74,9 +82,11 @@ def run_job(
             f"--max-restarts={max_restarts}",
             "--monitor-interval=0.2",
             f"--event-log-handler={event_log_handler}",
+            *extra_args,
             "-m",
             "torchelastic_otel.demo.train",
             f"--fail-once-ranks={','.join(map(str, fail_once_ranks))}",
+            f"--fail-times={fail_times}",
             f"--marker-dir={tmp}",
             f"--train-seconds={train_seconds}",
         ]
@@ -89,7 +99,10 @@ def run_job(
         for node in range(nnodes):
             log = open(Path(tmp) / f"agent-{node}.log", "w+")  # noqa: SIM115 -- closed below
             logs.append(log)
-            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env))
+            env_of_node = {**full_env, **(node_env(node) if node_env else {})}
+            procs.append(
+                subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env_of_node)
+            )
         deadline = start + timeout_s
         codes = []
         for proc in procs:

@@ -1,12 +1,13 @@
 """The demo's training script: a tiny CPU job that can fail once on purpose.
 
-Each worker "trains" (sleeps) for ``--train-seconds``. With ``--fail-once-ranks R,..``
-the workers of those global ranks raise a quarter of the way in on their
+Each worker "trains" (sleeps) for ``--train-seconds``. With ``--fail-once-ranks
+R,..`` the workers of those global ranks raise a quarter of the way in on their
 first attempt (a marker file in ``--marker-dir`` records that it did), while the
 others are still training, so torchrun restarts the group and the second attempt
-succeeds. No collectives: with torch 2.13, a node restarted after a failure and a
-node restarted for the membership change get different restart counts, and a
-process group across them does not form again.
+succeeds; ``--fail-times K`` makes them fail on their first K attempts. No
+collectives: with torch 2.13, a node restarted after a failure and a node restarted
+for the membership change get different restart counts, and a process group across
+them does not form again.
 
 Run by torchrun: ``torchrun ... -m torchelastic_otel.demo.train --fail-once-ranks 3``.
 """
@@ -35,6 +36,9 @@ def _train(argv: list[str] | None) -> int:
         default=set(),
         help="comma-separated global ranks that fail on their first attempt",
     )
+    parser.add_argument(
+        "--fail-times", type=int, default=1, help="attempts on which those ranks fail"
+    )
     parser.add_argument("--marker-dir", type=Path, default=Path("."))
     parser.add_argument("--train-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
@@ -43,9 +47,11 @@ def _train(argv: list[str] | None) -> int:
     world = int(os.environ["WORLD_SIZE"])
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     marker = args.marker_dir / f"failed-rank-{rank}"
-    if rank in args.fail_once_ranks and not marker.exists():
+    failures = len(marker.read_text().splitlines()) if marker.exists() else 0
+    if rank in args.fail_once_ranks and failures < args.fail_times:
         time.sleep(args.train_seconds / 4)
-        marker.write_text(f"restart {restart}\n")
+        with marker.open("a") as f:
+            f.write(f"restart {restart}\n")
         raise RuntimeError(f"rank {rank}: simulated failure (loss is NaN)")
     time.sleep(args.train_seconds)
     print(f"rank {rank}/{world}: done (restart count {restart})")

@@ -1,0 +1,533 @@
+"""A thousand nodes: trace sizes, volume and the timeline, from real event streams.
+
+Replays a real torchrun job's recorded event streams (``capture_stream.py``: one
+JSON-lines file per node, with the time each event was recorded) as ``--nodes``
+nodes of ``--workers`` workers through the real ``otel`` destination, **one
+exporting process per simulated node** (forked from one that imported
+everything, 4 at a time), into a real collector (rotel), which forwards to a
+receiver here. Node 0 replays the recorded rank-0 stream (the node whose worker
+failed in every cycle but the last), every other node the recorded rank-1 stream
+(restarted by its peer), with their ranks, hosts, pids, worker ids and world sizes
+rewritten; the steady state (the last cycle's keep-alive heartbeats) is looped to
+``--steady-hours`` of event time, so that per-hour volumes are measured, not
+extrapolated.
+
+Reports, per run:
+
+* spans and bytes (OTLP protobuf, as a backend stores them) of the largest trace,
+  and of the run trace;
+* log records and bytes per node per hour in steady state, and per restart cycle;
+* ``torchelastic-otel timeline`` on what arrived (OTLP JSON): its time, terminal
+  lines and HTML size.
+
+Usage::
+
+    python benchmarks/bench_scale.py --nodes 16 256 1024 --workers 8 --restarts 3 \\
+        --json benchmarks/results-scale.json
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STREAMS = Path(__file__).with_name("streams")
+PARALLEL = 4
+KEEP_ALIVE_PERIOD_NS = 5_000_000_000
+
+
+# --- the recorded streams ---
+
+
+@dataclass
+class Stream:
+    """One recorded node: its events (time, JSON) and what to rewrite in them."""
+
+    events: list[tuple[int, dict[str, Any]]]
+    group_rank: int
+    workers: int
+    node_name: str  # the rendezvous' name of the node, e.g. localhost_8057_0
+    steady: tuple[int, int]  # the keep-alive events of the last cycle: [first, last]
+
+
+def load(directory: Path, workers: int, restarts: int) -> tuple[Stream, Stream, dict[str, Any]]:
+    """The failing node's stream and a peer's, recorded with ``restarts`` restarts."""
+    job = json.loads((directory / "job.json").read_text())
+    if job["restarts"] != restarts:
+        raise SystemExit(
+            f"{directory} was recorded with {job['restarts']} restarts, not {restarts}: "
+            f"record one with capture_stream.py --restarts {restarts}"
+        )
+    streams = []
+    for path in sorted(directory.glob("node-*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        events = [(int(r["t_ns"]), r["event"]) for r in rows]
+        ranks = {e["metadata"].get("group_rank") for _, e in events if "metadata" in e}
+        names = {
+            m.group(1)
+            for _, e in events
+            for m in [re.search(r"The node '([^']+)'", str(e.get("message", "")))]
+            if m
+        }
+        keep_alive = [
+            i for i, (_, e) in enumerate(events) if str(e.get("name", "")).endswith("._keep_alive")
+        ]
+        last_start = max(
+            i for i, (_, e) in enumerate(events) if e.get("metadata", {}).get("state") == "START"
+        )
+        steady = [i for i in keep_alive if i > last_start]
+        streams.append(
+            Stream(
+                events,
+                max(r for r in ranks if isinstance(r, int)),
+                job["workers"],
+                names.pop(),
+                (steady[0], steady[-1]),
+            )
+        )
+    by_rank = sorted(streams, key=lambda s: s.group_rank)
+    if workers > by_rank[0].workers:
+        print(f"note: {workers} workers per node from a recording of {by_rank[0].workers}")
+    return by_rank[0], by_rank[1], job
+
+
+def _rewrite(
+    stream: Stream, node: int, nodes: int, workers: int, run_id: str, steady_hours: float
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``stream`` as node ``node`` of ``nodes``: (time offset, event) in order."""
+    old_name = stream.node_name
+    new_name = f"node-{node:05d}_{1000 + node}_0"
+    host = f"node-{node:05d}.cluster"
+    t0 = stream.events[0][0]
+    first, last = stream.steady
+    period_ns = stream.events[last][0] - stream.events[first][0] + KEEP_ALIVE_PERIOD_NS
+    # A whole number of periods that covers the hours (the window counted is exact).
+    loops = max(1, math.ceil(steady_hours * 3600e9 / period_ns) + 1)
+    steady = stream.events[first : last + 1]
+    extra = (loops - 1) * period_ns
+    for index, (t_ns, event) in enumerate(stream.events):
+        offset = t_ns - t0 + (extra if index > last else 0)
+        if "metadata" in event and event["metadata"].get("worker_id") is not None:
+            template_local = int(event["metadata"]["global_rank"]) % stream.workers
+            for local in range(workers):
+                if local % stream.workers == template_local:
+                    yield offset, _worker_event(event, node, nodes, workers, local, host, run_id)
+        else:
+            yield offset, _node_event(event, node, nodes, host, new_name, old_name, run_id, workers)
+        if index == last:  # the steady state, again, until the hours are full
+            for loop in range(1, loops):
+                for t, e in steady:
+                    yield (
+                        t - t0 + loop * period_ns,
+                        _node_event(e, node, nodes, host, new_name, old_name, run_id, workers),
+                    )
+
+
+def _node_event(
+    event: dict[str, Any],
+    node: int,
+    nodes: int,
+    host: str,
+    new_name: str,
+    old_name: str,
+    run_id: str,
+    workers: int,
+) -> dict[str, Any]:
+    e: dict[str, Any] = json.loads(json.dumps(event))
+    if "metadata" in e:  # the agent's
+        md = e["metadata"]
+        md.update(run_id=run_id, hostname=host)
+        if md.get("group_rank") is not None:
+            md["group_rank"] = node
+        if "nodes" in md:
+            md.update(nodes=nodes, workers=nodes * workers, local_world_size=workers)
+        if isinstance(md.get("metadata"), str):
+            nested = json.loads(md["metadata"])
+            nested["group_world_size"] = nodes
+            md["metadata"] = json.dumps(nested)
+    else:  # the rendezvous'
+        e.update(run_id=run_id, hostname=host, pid=1000 + node)
+        if e.get("rank") is not None:
+            e["rank"] = node
+        e["message"] = (
+            e["message"]
+            .replace(old_name, new_name)
+            .replace("world of size 2", f"world of size {nodes}")
+        )
+        e["message"] = re.sub(r"as rank \d+", f"as rank {node}", e["message"])
+    return e
+
+
+def _worker_event(
+    event: dict[str, Any], node: int, nodes: int, workers: int, local: int, host: str, run_id: str
+) -> dict[str, Any]:
+    e: dict[str, Any] = json.loads(json.dumps(event))
+    md = e["metadata"]
+    global_rank = node * workers + local
+    md.update(
+        run_id=run_id,
+        hostname=host,
+        group_rank=node,
+        global_rank=global_rank,
+        worker_id=str(1_000_000 + global_rank),
+    )
+    nested = json.loads(md["metadata"])
+    nested.update(
+        group_world_size=nodes,
+        local_rank=[local],
+        role_rank=[global_rank],
+        role_world_size=[nodes * workers],
+    )
+    md["metadata"] = json.dumps(nested)
+    return e
+
+
+# --- the receiver ---
+
+
+class RawReceiver:
+    """OTLP/HTTP on 127.0.0.1 that keeps the raw requests (decoded after the run)."""
+
+    def __init__(self) -> None:
+        import gzip
+        import http.server
+
+        self.logs: list[bytes] = []
+        self.traces: list[bytes] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                with receiver.lock:
+                    (receiver.logs if self.path.endswith("/v1/logs") else receiver.traces).append(
+                        body
+                    )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- one simulated node ---
+
+
+def _node_process(
+    stream: Stream,
+    node: int,
+    nodes: int,
+    workers: int,
+    run_id: str,
+    hours: float,
+    endpoint: str,
+    t_base: int,
+) -> None:
+    """In a forked child: this node's pipeline, its events, its exit."""
+    from torchelastic_otel import otel
+    from torchelastic_otel.otel import _pipeline
+
+    otel.configure(
+        endpoint=endpoint,
+        resource_attributes={"host.name": f"node-{node:05d}.cluster"},
+        service_name="bench-scale",
+        schedule_delay_ms=1000,
+        use_global_providers=False,
+    )
+    pipeline = _pipeline.current()
+    for offset, event in _rewrite(stream, node, nodes, workers, run_id, hours):
+        # The recorded time, not now: spans and summaries follow the recording.
+        pipeline.submit(json.dumps(event), t_base + offset)
+    pipeline.shutdown(10_000)
+    counts = pipeline.drop_counts()
+    lost = {k: v for k, v in counts.items() if v}
+    if lost:
+        print(f"node {node}: lost {lost}", file=sys.stderr)
+    os._exit(0)
+
+
+def _replay(
+    failing: Stream, peer: Stream, nodes: int, workers: int, hours: float, endpoint: str
+) -> tuple[int, float]:
+    run_id = f"scale-{nodes}x{workers}-{uuid.uuid4().hex[:6]}"
+    t_base = time.time_ns() - int(hours * 3600e9) - 600_000_000_000
+    running: list[int] = []
+    started = time.monotonic()
+    for node in range(nodes):
+        while len(running) >= PARALLEL:
+            pid, _ = os.wait()
+            running.remove(pid)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _node_process(
+                    failing if node == 0 else peer,
+                    node,
+                    nodes,
+                    workers,
+                    run_id,
+                    hours,
+                    endpoint,
+                    t_base,
+                )
+            finally:
+                os._exit(1)
+        running.append(pid)
+    for pid in running:
+        os.waitpid(pid, 0)
+    return t_base, time.monotonic() - started
+
+
+# --- measuring ---
+
+
+@dataclass
+class Measured:
+    traces: dict[bytes, list[int]] = field(default_factory=dict)  # trace -> [spans, bytes]
+    records: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+
+
+def _measure(receiver: RawReceiver, json_path: Path) -> Measured:
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+
+    out = Measured()
+    traces: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+    records: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    with json_path.open("w") as f:
+        for raw in receiver.traces:
+            request = ExportTraceServiceRequest.FromString(raw)
+            for rs in request.resource_spans:
+                by_trace: dict[bytes, list[Any]] = defaultdict(list)
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        by_trace[span.trace_id].append(span)
+                for trace_id, spans in by_trace.items():
+                    # What the trace weighs in a backend: its spans with their resource.
+                    part = ResourceSpans(
+                        resource=rs.resource, scope_spans=[ScopeSpans(spans=spans)]
+                    )
+                    traces[trace_id][0] += len(spans)
+                    traces[trace_id][1] += part.ByteSize()
+            f.write(_json_line(json_format.MessageToDict(request)) + "\n")
+        for raw in receiver.logs:
+            request = ExportLogsServiceRequest.FromString(raw)
+            for rl in request.resource_logs:
+                host = next(
+                    (
+                        kv.value.string_value
+                        for kv in rl.resource.attributes
+                        if kv.key == "host.name"
+                    ),
+                    "?",
+                )
+                for sl in rl.scope_logs:
+                    for record in sl.log_records:
+                        records[host].append(
+                            (record.time_unix_nano, record.ByteSize(), record.event_name)
+                        )
+            f.write(_json_line(json_format.MessageToDict(request)) + "\n")
+    out.traces = dict(traces)
+    out.records = dict(records)
+    return out
+
+
+def _json_line(data: dict[str, Any]) -> str:
+    import base64
+
+    def hexify(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    hexify(value)
+        elif isinstance(node, list):
+            for item in node:
+                hexify(item)
+
+    hexify(data)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _timeline(json_path: Path, html: Path) -> tuple[float, int, int]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torchelastic_otel.cli",
+            "timeline",
+            str(json_path),
+            "--html",
+            str(html),
+            "--width",
+            "140",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    took = time.monotonic() - started
+    if proc.returncode:
+        print(proc.stderr[-2000:], file=sys.stderr)
+    return took, len(proc.stdout.splitlines()), html.stat().st_size if html.exists() else 0
+
+
+def run(
+    nodes: int,
+    workers: int,
+    restarts: int,
+    hours: float,
+    directory: Path,
+    keep: Path | None = None,
+) -> dict[str, Any]:
+    """One replay at ``nodes`` x ``workers``; the row of the table."""
+    from torchelastic_otel.demo.collector import run_rotel
+
+    failing, peer, job = load(directory, workers, restarts)
+    receiver = RawReceiver()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        try:
+            with run_rotel(receiver.endpoint, tmp_path) as rotel:
+                t_base, replay_s = _replay(
+                    failing, peer, nodes, workers, hours, rotel.grpc_endpoint
+                )
+                time.sleep(2)  # the collector's last batches
+        finally:
+            receiver.close()
+        json_path = tmp_path / "otlp.jsonl"
+        measured = _measure(receiver, json_path)
+        timeline_s, lines, html_bytes = _timeline(json_path, tmp_path / "timeline.html")
+        json_mb = json_path.stat().st_size / 1e6
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for name in ("otlp.jsonl", "timeline.html"):
+                if (tmp_path / name).exists():
+                    (tmp_path / name).replace(keep / f"{nodes}x{workers}-{name}")
+    cycles = restarts + 1
+    largest = max(measured.traces.values(), key=lambda v: v[1])
+    steady = _steady_rates(measured, peer, t_base, hours)
+    per_node_records = [len(v) for v in measured.records.values()]
+    total_spans = sum(v[0] for v in measured.traces.values())
+    row = {
+        "nodes": nodes,
+        "workers": workers,
+        "restarts": restarts,
+        "traces": len(measured.traces),
+        "largest_trace_spans": largest[0],
+        "largest_trace_bytes": largest[1],
+        "records_per_node_per_hour_steady": steady[0],
+        "bytes_per_node_per_hour_steady": steady[1],
+        "records_per_node": sum(per_node_records) / max(1, len(per_node_records)),
+        "spans_per_node_per_cycle": total_spans / nodes / cycles,
+        "timeline_s": round(timeline_s, 1),
+        "timeline_lines": lines,
+        "timeline_html_bytes": html_bytes,
+        "otlp_json_mb": round(json_mb, 1),
+        "replay_s": round(replay_s, 1),
+        "recorded_from": f"{directory.name} ({job['nnodes']} nodes x {job['workers']} workers)",
+    }
+    return row
+
+
+def _steady_rates(
+    measured: Measured, peer: Stream, t_base: int, hours: float
+) -> tuple[float, float]:
+    """Records and bytes per node per hour, counted in the steady state.
+
+    The steady state is the last cycle's keep-alive period, which the replay
+    stretched to ``hours`` of event time; counted on the peer nodes (all but node
+    0), in the window from its start, a whole number of hours long.
+    """
+    first, _ = peer.steady
+    start = t_base + peer.events[first][0] - peer.events[0][0]
+    end = start + int(hours * 3600e9)
+    per_node = []
+    for host, records in measured.records.items():
+        if host.startswith("node-00000"):
+            continue
+        inside = [r for r in records if start <= r[0] < end]
+        per_node.append((len(inside), sum(r[1] for r in inside)))
+    if not per_node:
+        return 0.0, 0.0
+    count = sum(p[0] for p in per_node) / len(per_node) / hours
+    size = sum(p[1] for p in per_node) / len(per_node) / hours
+    return round(count, 1), round(size)
+
+
+def main() -> int:
+    """Run the replays and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[16, 256, 1024])
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--restarts", type=int, default=3)
+    parser.add_argument("--steady-hours", type=float, default=1.0)
+    parser.add_argument("--streams", type=Path, default=STREAMS / "c10d-2x8-r3")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="save each run's OTLP JSON and HTML here")
+    args = parser.parse_args()
+    rows = []
+    for nodes in args.nodes:
+        row = run(nodes, args.workers, args.restarts, args.steady_hours, args.streams, args.keep)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    _print(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"scale": rows}, indent=1))
+    return 0
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'nodes':>6} {'largest trace':>22} {'records/node/h':>15} {'bytes/node/h':>13} "
+        f"{'spans/node/cycle':>17} {'timeline':>26} {'replay':>8}"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['nodes']:>6} "
+            f"{r['largest_trace_spans']:>7} spans {r['largest_trace_bytes'] / 1e6:>6.2f} MB "
+            f"{r['records_per_node_per_hour_steady']:>15} "
+            f"{r['bytes_per_node_per_hour_steady']:>13} "
+            f"{r['spans_per_node_per_cycle']:>17.1f} "
+            f"{r['timeline_s']:>6.1f} s {r['timeline_lines']:>4} lines "
+            f"{r['timeline_html_bytes'] / 1e6:>5.2f} MB {r['replay_s']:>7.0f}s"
+        )
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
