@@ -143,12 +143,56 @@ def flatten_spans(request: ExportTraceServiceRequest) -> Iterator[SpanItem]:
                 )
 
 
+class MetricPointItem(TypedDict):
+    """One metric data point: ``kind`` is ``sum``, ``gauge`` or ``histogram``."""
+
+    resource: dict[str, Any]
+    scope: str
+    name: str
+    unit: str
+    kind: str
+    attributes: dict[str, Any]
+    time_unix_nano: int
+    value: float  # sum and gauge points; a histogram's sum
+    count: int  # histogram points
+    bucket_counts: list[int]
+    explicit_bounds: list[float]
+
+
+def flatten_metrics(request: Any) -> Iterator[MetricPointItem]:
+    """Every data point of an ``ExportMetricsServiceRequest``."""
+    for rm in request.resource_metrics:
+        resource = attrs(rm.resource.attributes)
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind not in ("sum", "gauge", "histogram"):
+                    continue
+                for p in getattr(metric, kind).data_points:
+                    histogram = kind == "histogram"
+                    value = p.sum if histogram else getattr(p, p.WhichOneof("value") or "as_int")
+                    yield MetricPointItem(
+                        resource=resource,
+                        scope=sm.scope.name,
+                        name=metric.name,
+                        unit=metric.unit,
+                        kind=kind,
+                        attributes=attrs(p.attributes),
+                        time_unix_nano=p.time_unix_nano,
+                        value=float(value),
+                        count=int(p.count) if histogram else 0,
+                        bucket_counts=list(p.bucket_counts) if histogram else [],
+                        explicit_bounds=list(p.explicit_bounds) if histogram else [],
+                    )
+
+
 @dataclass
 class Received:
-    """Log records and spans collected so far (thread-safe to add to)."""
+    """Log records, spans and metric points collected so far (thread-safe to add to)."""
 
     logs: list[LogItem] = field(default_factory=list)
     spans: list[SpanItem] = field(default_factory=list)
+    metrics: list[MetricPointItem] = field(default_factory=list)
     requests: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -171,6 +215,13 @@ class Received:
         with self.lock:
             self.requests += 1
             self.spans.extend(items)
+
+    def add_metrics(self, request: Any) -> None:
+        """Add a decoded metrics request."""
+        items = list(flatten_metrics(request))
+        with self.lock:
+            self.requests += 1
+            self.metrics.extend(items)
 
 
 class OtlpFileError(ValueError):

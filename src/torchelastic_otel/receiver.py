@@ -1,4 +1,5 @@
-"""An OTLP/HTTP receiver on 127.0.0.1 that decodes and keeps what it is sent.
+"""OTLP receivers on 127.0.0.1 (HTTP and gRPC) that decode and keep what they are sent:
+log records, spans and metric points.
 
 The test suite puts it behind a real collector to see exactly what a backend would
 see; ``make demo`` and the benchmarks use it to count and show a job's data.
@@ -98,6 +99,14 @@ class OtlpHttpReceiver:
         if path.endswith("/v1/traces"):
             self.received.add_spans(ExportTraceServiceRequest.FromString(body))
             return bytes(ExportTraceServiceResponse().SerializeToString())
+        if path.endswith("/v1/metrics"):
+            from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+                ExportMetricsServiceRequest,
+                ExportMetricsServiceResponse,
+            )
+
+            self.received.add_metrics(ExportMetricsServiceRequest.FromString(body))
+            return bytes(ExportMetricsServiceResponse().SerializeToString())
         return None
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> Received:
@@ -145,6 +154,10 @@ class OtlpGrpcReceiver:
 
         import grpc
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1 import (
+            metrics_service_pb2,
+            metrics_service_pb2_grpc,
+        )
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
         self.received = received if received is not None else Received()
@@ -162,7 +175,14 @@ class OtlpGrpcReceiver:
                 store.add_spans(request)
                 return ExportTraceServiceResponse()
 
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+                store.add_headers(dict(context.invocation_metadata()))
+                store.add_metrics(request)
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)  # type: ignore[no-untyped-call]
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)  # type: ignore[no-untyped-call]
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)  # type: ignore[no-untyped-call]
         address = f"127.0.0.1:{port}"

@@ -168,6 +168,28 @@ EXCEPTION_EVENT: Final = "exception"
 HEARTBEAT_SUMMARY: Final = "torchelastic.rendezvous.keepalive"
 """The event name of a summary of the rendezvous' periodic chatter."""
 
+RENDEZVOUS_START_EVENT: Final = "torchelastic.rendezvous.start"
+"""This package's own agent event, recorded by the torchrun integration when the agent
+starts a rendezvous (so that a node waiting in one is known without the rendezvous'
+own events)."""
+STATE_RENDEZVOUS_START: Final = "RENDEZVOUS_STARTED"
+
+# --- metrics: OpenTelemetry names (Prometheus: dots to underscores, unit suffixes,
+# ``_total`` on counters), see docs/mapping.md ("Metrics") ---------------------------
+
+METRIC_RENDEZVOUS_DURATION: Final = "torchelastic.rendezvous.duration"
+METRIC_RENDEZVOUS_ROUNDS: Final = "torchelastic.rendezvous.rounds"
+METRIC_RENDEZVOUS_FAILURES: Final = "torchelastic.rendezvous.failures"
+METRIC_RENDEZVOUS_ACTIVE: Final = "torchelastic.rendezvous.active"
+METRIC_RENDEZVOUS_HEARTBEATS: Final = "torchelastic.rendezvous.heartbeats"
+METRIC_AGENT_RESTARTS: Final = "torchelastic.agent.restarts"
+METRIC_RESTART_REMAINING: Final = "torchelastic.agent.restart.remaining"
+METRIC_RESTART_LIMIT: Final = "torchelastic.agent.restart.limit"
+METRIC_WORKER_FAILURES: Final = "torchelastic.worker.failures"
+METRIC_WORKER_STARTUP: Final = "torchelastic.worker.startup.duration"
+TORCH_METRICS_SCOPE: Final = "torch.distributed.elastic.metrics"
+"""The scope of torch's own elastic metrics, bridged as they are named there."""
+
 # --- instrumentation scope ------------------------------------------------------------------
 
 SCOPE: Final = "torchelastic_otel"

@@ -38,11 +38,13 @@ def _send_job(
     settings = Settings(
         logs_protocol=protocol,
         traces_protocol=protocol,
+        metrics_protocol=protocol,
         endpoint=endpoint,
         schedule_delay_ms=50,
         use_global_providers=False,
         logs_headers=headers,
         traces_headers=headers,
+        metrics_headers=headers,
     )
     before = time.time_ns()
     with otel.use(otel.Pipeline(settings)) as p:
@@ -60,7 +62,9 @@ def _send_job(
         record_otel(rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, rank=0))
         assert p.force_flush(10)
     assert p.drop_counts() == dict.fromkeys(otel.DROP_REASONS, 0)
-    assert p.exported_counts() == {"logs": 6, "spans": 5, "metrics": 0}
+    counts = p.exported_counts()
+    assert (counts["logs"], counts["spans"]) == (6, 5)
+    assert counts["metrics"] >= 1  # collected at least at exit
     return before, time.time_ns()
 
 

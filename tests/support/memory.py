@@ -17,6 +17,7 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -146,7 +147,11 @@ def shared_receiver() -> OtlpGrpcReceiver:
 @contextmanager
 def memory_pipeline(path: str = "sdk", **settings: Any) -> Iterator[Memory]:
     """Install a pipeline exporting to memory (on ``path``) as the process's ``otel``."""
-    defaults: dict[str, Any] = {"schedule_delay_ms": 10, "use_global_providers": False}
+    defaults: dict[str, Any] = {
+        "schedule_delay_ms": 10,
+        "use_global_providers": False,
+        "metrics_exporters": ("none",),
+    }
     defaults.update(settings)
     if path == "sdk":
         logs, spans = InMemoryLogRecordExporter(), InMemorySpanExporter()  # type: ignore[no-untyped-call]
@@ -164,3 +169,43 @@ def memory_pipeline(path: str = "sdk", **settings: Any) -> Iterator[Memory]:
         yield memory
     if path == "fast" and p.paths:
         assert p.paths == {"logs": "fast path", "spans": "fast path"}, p.paths
+
+
+class MemoryMetricExporter(MetricExporter):
+    """A plug-in ``MetricExporter`` that keeps every collection it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collections: list[Any] = []
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        self.collections.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def points(self) -> dict[str, list[Any]]:
+        """The last collection's data points, by metric name (cumulative: the totals)."""
+        out: dict[str, list[Any]] = {}
+        if not self.collections:
+            return out
+        for rm in self.collections[-1].resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out.setdefault(metric.name, []).extend(metric.data.data_points)
+        return out
+
+    def units(self) -> dict[str, str]:
+        """Each metric's unit, from the last collection."""
+        if not self.collections:
+            return {}
+        return {
+            metric.name: metric.unit
+            for rm in self.collections[-1].resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+        }

@@ -112,7 +112,12 @@ def _assert_sdk_path_delivers() -> None:
     receiver = shared_receiver()
     with receiver.received.lock:
         receiver.received.logs.clear()
-    s = Settings(endpoint=receiver.endpoint, schedule_delay_ms=10, use_global_providers=False)
+    s = Settings(
+        endpoint=receiver.endpoint,
+        schedule_delay_ms=10,
+        use_global_providers=False,
+        metrics_exporters=("none",),
+    )
     with otel.use(otel.Pipeline(s)) as p:
         record_otel(rdzv_event(rank=0))
         assert p.force_flush(10)

@@ -53,16 +53,24 @@ def joined(round_: int, rank: int) -> Any:
     )
 
 
-def worker(state: str, global_rank: int, group_rank: int = 0, **extra: Any) -> Event:
+def worker(
+    state: str, global_rank: int, group_rank: int = 0, exit_code: int | None = None, **extra: Any
+) -> Event:
     """A worker's state, as torch's agent records it."""
     return agent_event(
         state,
         worker_id=str(1000 + global_rank),
         global_rank=global_rank,
         group_rank=group_rank,
-        metadata=json.dumps({"local_rank": [global_rank % 2], "exit_code": [None]}),
+        metadata=json.dumps({"local_rank": [global_rank % 2], "exit_code": [exit_code]}),
         **extra,
     )
+
+
+def rendezvous_start() -> Event:
+    """What the torchrun integration records when the agent starts a rendezvous."""
+    md: dict[str, Any] = {"run_id": RUN, "group_rank": None, "state": sc.STATE_RENDEZVOUS_START}
+    return Event(sc.RENDEZVOUS_START_EVENT, EventSource.AGENT, metadata=md)
 
 
 def step(state: str, group_rank: int | None = 0, **extra: Any) -> Event:
@@ -217,6 +225,20 @@ def test_a_worker_failure_fails_its_span_and_its_cycle(mem: Memory) -> None:
     (node,) = spans[sc.CYCLE_NODE_SPAN]
     assert node.attributes[sc.OUTCOME] == sc.OUTCOME_FAILED
     assert node.status.status_code == StatusCode.ERROR
+
+
+def test_the_agents_rendezvous_start_ends_the_cycle_and_starts_the_next(mem: Memory) -> None:
+    """The integration's start event: known without the rendezvous' own events."""
+    record_otel(rendezvous_start())
+    record_otel(cycle_event(0))
+    record_otel(worker("START", 0))
+    record_otel(rendezvous_start())  # a peer failed: this agent re-rendezvouses
+    spans = _spans(mem)
+    (part,) = spans[sc.CYCLE_NODE_SPAN]
+    (waiting,) = spans[sc.RENDEZVOUS_SPAN]  # still waiting at exit
+    assert part.attributes[sc.OUTCOME] == sc.OUTCOME_RESTARTED
+    assert part.end_time == waiting.start_time
+    assert waiting.attributes[sc.UNFINISHED] is True
 
 
 def test_a_rendezvous_that_starts_no_cycle_is_a_span_of_the_run(mem: Memory) -> None:

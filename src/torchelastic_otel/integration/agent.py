@@ -7,8 +7,10 @@
   ones, ``TERMINATED`` for the ones the restart stops) are recorded through torch's
   own ``_record_worker_events``. Needs (gates): ``_monitor_workers``,
   ``_record_worker_events``; at run time the agent's ``_remaining_restarts``.
-* **Restart cycles.** ``SimpleElasticAgent._rendezvous`` is wrapped: after every
-  completed rendezvous the agent records a ``torchelastic.cycle.start`` event with
+* **Restart cycles.** ``SimpleElasticAgent._rendezvous`` is wrapped: the agent
+  records a ``torchelastic.rendezvous.start`` event when it starts a rendezvous
+  (a node waiting in one is then known, rendezvous events on or off), and after every
+  completed rendezvous a ``torchelastic.cycle.start`` event with
   the rendezvous round every node of it agrees on (the key of the cycle's trace),
   the node's rank, the world sizes and the restarts left and allowed. Needs:
   ``_rendezvous``, ``_construct_event``; the round is read from the dynamic
@@ -104,15 +106,41 @@ def _rendezvous(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     global _cycles_off  # noqa: PLW0603 -- one switch for the process
+    worker_group = args[0] if args else kwargs.get("worker_group")
+    if not _cycles_off:
+        try:
+            record_rendezvous_start(instance, worker_group)
+        except Exception as e:  # noqa: BLE001 -- the agent must go on
+            _cycles_off = True
+            _features.switched_off(CYCLE_WHAT, f"{type(e).__name__}: {e}")
     result = wrapped(*args, **kwargs)
     if not _cycles_off:
         try:
-            worker_group = args[0] if args else kwargs["worker_group"]
             record_cycle(instance, worker_group)
         except Exception as e:  # noqa: BLE001 -- the agent must go on
             _cycles_off = True
             _features.switched_off(CYCLE_WHAT, f"{type(e).__name__}: {e}")
     return result
+
+
+def record_rendezvous_start(agent: Any, worker_group: Any) -> None:
+    """Record that this agent starts a rendezvous (only for ``otel`` destinations).
+
+    Also the moment torch's own metrics get their OpenTelemetry handler: the
+    agent's first ``@prof`` metric is this rendezvous'.
+    """
+    from torch.distributed.elastic.events import EventSource, record
+
+    from torchelastic_otel import semconv
+    from torchelastic_otel.integration import metrics
+
+    spec = worker_group.spec
+    if spec.event_log_handler not in capture_for:
+        return
+    metrics.bridge()
+    event = agent._construct_event(state=semconv.STATE_RENDEZVOUS_START, source=EventSource.AGENT)
+    event.name = semconv.RENDEZVOUS_START_EVENT
+    record(event, spec.event_log_handler)
 
 
 def record_cycle(agent: Any, worker_group: Any) -> None:

@@ -64,7 +64,7 @@ def configure(
     Args:
         endpoint: collector address, e.g. ``http://127.0.0.1:4317`` (gRPC) or
             ``http://127.0.0.1:4318`` (HTTP; ``/v1/logs`` and ``/v1/traces`` are added).
-        protocol: ``grpc`` or ``http/protobuf``, for both signals.
+        protocol: ``grpc`` or ``http/protobuf``, for every signal.
         headers: sent with every export request (e.g. an auth token).
         insecure: gRPC without TLS.
         timeout_s: per export request.
@@ -94,11 +94,12 @@ def configure(
         "use_global_providers": use_global_providers,
     }
     if protocol is not None:
-        overrides["logs_protocol"] = overrides["traces_protocol"] = check_protocol(
-            protocol, "protocol"
-        )
+        checked = check_protocol(protocol, "protocol")
+        for signal in ("logs", "traces", "metrics"):
+            overrides[f"{signal}_protocol"] = checked
     if headers is not None:
-        overrides["logs_headers"] = overrides["traces_headers"] = dict(headers)
+        for signal in ("logs", "traces", "metrics"):
+            overrides[f"{signal}_headers"] = dict(headers)
     _pipeline.set_overrides(overrides)
     _pipeline.replace()
 
@@ -114,7 +115,7 @@ def drop_counts() -> dict[str, int]:
 
     Reasons: ``queue_full``, ``invalid``, ``export_failed_logs``,
     ``export_failed_spans``, ``export_failed_metrics``, ``shutdown_logs``,
-    ``shutdown_spans``, ``disabled``. Events are counted under the ``*_logs``
+    ``shutdown_spans``, ``shutdown_metrics``, ``disabled``. Events are counted under the ``*_logs``
     reasons; spans and metric exports apart.
     """
     return _pipeline.current().drop_counts()

@@ -69,7 +69,7 @@ def exporter_class(s: Settings, signal: Signal) -> type[Any]:
     return cls
 
 
-def import_modules(s: Settings, signals: tuple[Signal, ...] = (LOGS, TRACES)) -> None:
+def import_modules(s: Settings, signals: tuple[Signal, ...] = (LOGS, TRACES, METRICS)) -> None:
     """Import the exporter modules the settings will use (their loggers exist then)."""
     for signal in signals:
         exporter_class(s, signal)

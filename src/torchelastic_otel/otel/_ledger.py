@@ -21,6 +21,7 @@ DROP_REASONS = (
     "export_failed_metrics",  # metric exports (one per collection), likewise
     "shutdown_logs",  # events still held when the exit flush gave up on the collector
     "shutdown_spans",  # spans, likewise
+    "shutdown_metrics",  # metric exports (collections), likewise
     "disabled",  # events: the export path could not start (see its warning)
 )
 
@@ -40,7 +41,7 @@ class Ledger:
         self._exported = dict.fromkeys(SIGNALS, 0)
         self.closed = False
         self.in_flight_since = 0.0  # monotonic start of the export in flight (0: none)
-        self.failed_at = 0.0  # monotonic time of the last failed export
+        self.exiting = False  # the exit flush began: a signal the collector refuses stops
         self._interval_s = warning_interval_s
         self._last_warning = 0.0
         self._last_reported: dict[str, int] = {}
@@ -66,7 +67,6 @@ class Ledger:
         """Count ``n`` the collector refused or never answered for; caller holds the lock."""
         if not self.closed:
             self._counts[f"export_failed_{signal}"] += n
-            self.failed_at = time.monotonic()
 
     def close_locked(self) -> None:
         """No more counting; the caller holds :attr:`lock` and counted what was held."""

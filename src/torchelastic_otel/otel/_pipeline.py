@@ -28,6 +28,8 @@ class Pipeline(ExportWorker):
         log_exporter: an SDK ``LogRecordExporter`` to use instead of OTLP (a
             plug-in: the SDK's in-memory or console exporter, or your own).
         span_exporter: likewise, a ``SpanExporter``.
+        metric_exporter: likewise, a ``MetricExporter`` (collected every
+            ``OTEL_METRIC_EXPORT_INTERVAL`` and at exit).
 
     Example::
 
@@ -44,6 +46,7 @@ class Pipeline(ExportWorker):
         *,
         log_exporter: Any = None,
         span_exporter: Any = None,
+        metric_exporter: Any = None,
     ) -> None:
         # Imported here, not at module level: the sinks import OpenTelemetry, and
         # `import torchelastic_otel.otel` must stay cheap for every agent.
@@ -51,7 +54,7 @@ class Pipeline(ExportWorker):
         from torchelastic_otel.otel.sinks import PlugIns
 
         s = settings if settings is not None else _settings.from_env()
-        plugins = PlugIns(log_exporter=log_exporter, span_exporter=span_exporter)
+        plugins = PlugIns(log_exporter, span_exporter, metric_exporter)
         super().__init__(s, setup=lambda ledger: EventStage(s, plugins, ledger))
         self.pid = os.getpid()
         register_exit_hook()

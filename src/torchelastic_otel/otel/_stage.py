@@ -15,15 +15,17 @@ The sinks were chosen once, when the stage was built (:func:`.sinks.choose`).
 
 import os
 import socket
+import time
 
 from torchelastic_otel.events import RdzvEvent
 from torchelastic_otel.otel import _exporters, _resource, _selflog, sinks
 from torchelastic_otel.otel._chatter import Chatter
 from torchelastic_otel.otel._ledger import Ledger
+from torchelastic_otel.otel._metrics import MetricsRecorder, TorchMetric
 from torchelastic_otel.otel.mapping import map_event, to_event
 from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otel.spans import Fact, SpanStateMachine
-from torchelastic_otel.semconv import RANK
+from torchelastic_otel.semconv import HEARTBEATS, RANK
 
 
 class EventStage:
@@ -40,9 +42,20 @@ class EventStage:
         self.batches = self.sinks.batches
         self.machine = SpanStateMachine(self.sinks.spans, socket.gethostname(), self._on_fact)
         self.chatter = Chatter(settings.chatter_summary_s)
+        self.metrics: MetricsRecorder | None = None
+        if self.sinks.metrics is not None:
+            self.metrics = MetricsRecorder(
+                self.sinks.metrics.provider, self.machine.waiting, self.machine.budget
+            )
+        self._metric_interval_s = settings.metric_export_interval_ms / 1000
+        self._last_collect = time.monotonic()
 
     def handle(self, item: object, t_ns: int) -> None:
         """Map one event and emit its record (raises for what is not an event)."""
+        if isinstance(item, TorchMetric):
+            if self.metrics is not None:
+                self.metrics.on_torch_metric(item)
+            return
         event = to_event(item)
         self._summaries(t_ns)  # the intervals that ended before this event
         if isinstance(event, RdzvEvent) and self.chatter.fold(event, t_ns):
@@ -53,20 +66,33 @@ class EventStage:
 
     def _summaries(self, t_ns: int, everything: bool = False) -> None:
         for summary, folded in self.chatter.due(t_ns, everything):
+            heartbeats = summary.attributes[HEARTBEATS]
+            if self.metrics is not None and isinstance(heartbeats, int):
+                self.metrics.on_heartbeats(summary.run_id, heartbeats)
             summary.attributes[RANK] = self.machine.rank_of(summary.run_id)
             context = self.machine.context_of(summary.run_id)
             self.sinks.logs.emit(summary, t_ns, context, weight=folded)
 
     def _on_fact(self, fact: Fact) -> None:
-        """What the span state machine concluded (the metrics' input, next)."""
+        """What the span state machine concluded: the metrics' input."""
+        if self.metrics is not None:
+            self.metrics.on_fact(fact)
 
-    def tick(self, t_ns: int) -> None:
-        """Nothing periodic here: summaries go by the events' own time."""
+    def tick(self, t_ns: int, collect: bool = False) -> None:
+        """Collect the metrics when their interval is over, or now when asked."""
+        metrics = self.sinks.metrics
+        now = time.monotonic()
+        due = now - self._last_collect >= self._metric_interval_s
+        if metrics is not None and (collect or due):
+            self._last_collect = now
+            metrics.collect()
 
     def finish(self, t_ns: int) -> None:
-        """Flush the summaries, then end every open span (the process is exiting)."""
+        """Flush the summaries, end every open span, collect the metrics a last time."""
         self._summaries(t_ns, everything=True)
         self.machine.shutdown(t_ns)
+        if self.sinks.metrics is not None:
+            self.sinks.metrics.collect()
 
     def close(self) -> None:
         """Shut the exporters down."""

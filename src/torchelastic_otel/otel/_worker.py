@@ -9,14 +9,15 @@ Every item is either delivered or counted in the :class:`~._ledger.Ledger`.
 
 **The exit bound.** :meth:`ExportWorker.shutdown` lets the worker drain and
 export for as long as the collector keeps taking batches, up to a hard cap
-(``shutdown_max_ms``, 10 s), and gives up as soon as the collector is the reason
+(``shutdown_max_ms``, 20 s), and gives up as soon as the collector is the reason
 to wait: when a request has been in flight for ``shutdown_timeout_ms`` (1 s: a
-collector that is down or hangs) or when the collector refused a batch since the
-exit began. The worker's own work (mapping, encoding, ending open spans) is never
-what gives up, and neither is the SDK's import at start-up: a process that exits
-right after its first events still delivers them. Giving up closes the books:
-what the worker still held, including a batch whose request was in flight, is
-counted as ``shutdown_logs`` / ``shutdown_spans``.
+collector that is down or hangs). A signal whose batch the collector refuses
+during the exit stops there (a collector with no metrics pipeline refuses metrics,
+and must not cost the logs and spans). The worker's own work (mapping, encoding,
+ending open spans) is never what gives up, and neither is the SDK's import at
+start-up: a process that exits right after its first events still delivers them.
+Giving up closes the books: what the worker still held, including a batch whose
+request was in flight, is counted as ``shutdown_<signal>``.
 
 Example::
 
@@ -75,6 +76,7 @@ class ExportWorker:
         self._closed = False  # no more submissions
         self._closed_reason = "shutdown_logs"  # what a submission after that counts as
         self._flush_requested = False
+        self._collect_requested = False  # force_flush: collect the metrics once
         self._in_hand = 0  # an item taken off the queue and not yet mapped
         self._invalid_warned = False
 
@@ -119,8 +121,12 @@ class ExportWorker:
         return bool(self._queue or self._in_hand or held)
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until everything submitted so far was exported (or counted as lost)."""
+        """Wait until everything submitted so far was exported (or counted as lost).
+
+        Metrics are collected once more first, as the SDK's ``force_flush`` does.
+        """
         deadline = time.monotonic() + timeout_s
+        self._collect_requested = True
         with self._idle:
             while self._busy() or (self._thread is not None and not self._ready):
                 left = deadline - time.monotonic()
@@ -147,12 +153,13 @@ class ExportWorker:
         cap_s = max(self.settings.shutdown_max_ms / 1000, bound_s)
         start = time.monotonic()
         thread = self._thread
+        self.ledger.exiting = True
         if thread is not None and thread.is_alive():
             self._stop = True
             self._wake.set()
             while thread.is_alive():
                 now = time.monotonic()
-                if self._collector_is_the_holdup(start, now, bound_s) or now >= start + cap_s:
+                if self._collector_does_not_answer(now, bound_s) or now >= start + cap_s:
                     self._abandon()
                     break
                 thread.join(_POLL_S)
@@ -161,12 +168,9 @@ class ExportWorker:
             stage.close()
         self.ledger.warn(force=True)
 
-    def _collector_is_the_holdup(self, start: float, now: float, bound_s: float) -> bool:
-        """The collector refused a batch since ``start``, or has not answered for the bound."""
-        ledger = self.ledger
-        if ledger.failed_at >= start:
-            return True
-        since = ledger.in_flight_since
+    def _collector_does_not_answer(self, now: float, bound_s: float) -> bool:
+        """A request has been waiting on the collector for the bound."""
+        since = self.ledger.in_flight_since
         # Part of the bound is left for closing the exporters and the interpreter's
         # own teardown, so that the exit as a whole stays within it.
         return bool(since) and now - since >= max(0.0, bound_s - _EXIT_RESERVE_S)
@@ -223,7 +227,8 @@ class ExportWorker:
                 return
             if self._flush_requested or time.monotonic() >= next_export:
                 self._flush_requested = False
-                stage.tick(time.time_ns())
+                collect, self._collect_requested = self._collect_requested, False
+                stage.tick(time.time_ns(), collect)
                 self._export(stage, everything=True)
                 next_export = time.monotonic() + delay_s
             else:

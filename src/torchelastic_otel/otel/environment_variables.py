@@ -20,6 +20,32 @@ OTEL_EXPORTER_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
 OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 """Protocol for traces; overrides ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
 
+OTEL_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+"""``otlp`` (default), ``console`` or ``none``: where the log records go."""
+
+OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+"""``otlp`` (default), ``console`` or ``none``: where the spans go."""
+
+OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+"""``otlp`` (default), ``prometheus`` (a scrape endpoint), ``console`` or ``none``;
+comma-separated for several."""
+
+OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"
+"""Milliseconds between two metric exports (default 60000); there is one more at exit."""
+
+OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+"""Protocol for metrics; overrides ``OTEL_EXPORTER_OTLP_PROTOCOL``."""
+
+OTEL_EXPORTER_OTLP_METRICS_COMPRESSION = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"
+"""Compression for metrics; overrides ``OTEL_EXPORTER_OTLP_COMPRESSION``."""
+
+OTEL_EXPORTER_PROMETHEUS_HOST = "OTEL_EXPORTER_PROMETHEUS_HOST"
+"""Where ``OTEL_METRICS_EXPORTER=prometheus`` serves its scrape endpoint (default
+``localhost``)."""
+
+OTEL_EXPORTER_PROMETHEUS_PORT = "OTEL_EXPORTER_PROMETHEUS_PORT"
+"""... and on which port (default 9464). A port in use gives one warning."""
+
 OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
 """``key=value,...`` headers; validated here so a malformed value gives one clear warning."""
 
@@ -62,9 +88,9 @@ TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS = "TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS"
 """How long the exit flush waits on a collector that does not answer, in milliseconds
 (default 1000). At exit the export worker keeps draining and exporting while the
 collector takes batches; it gives up when one request has been waiting this long
-(a collector that is down or hangs) or as soon as the collector refuses a batch,
-and what is left is counted as ``shutdown_*``. The worker's own work and the SDK's
-import at start-up do not count against it (see
+(a collector that is down or hangs), and what is left is counted as ``shutdown_*``.
+A signal whose batch the collector refuses stops at once (the others go on). The
+worker's own work and the SDK's import at start-up do not count against it (see
 ``TORCHELASTIC_OTEL_SHUTDOWN_MAX_MS``)."""
 
 TORCHELASTIC_OTEL_SHUTDOWN_MAX_MS = "TORCHELASTIC_OTEL_SHUTDOWN_MAX_MS"

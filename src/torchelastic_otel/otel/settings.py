@@ -29,9 +29,11 @@ class Settings:
     disabled: bool = False
     logs_protocol: str = "grpc"
     traces_protocol: str = "grpc"
+    metrics_protocol: str = "grpc"
     endpoint: str | None = None
     logs_headers: Mapping[str, str] | None = None
     traces_headers: Mapping[str, str] | None = None
+    metrics_headers: Mapping[str, str] | None = None
     insecure: bool | None = None
     timeout_s: float | None = None
     service_name: str | None = None
@@ -49,6 +51,13 @@ class Settings:
     # None: the exporter reads OTEL_EXPORTER_OTLP_*COMPRESSION itself.
     logs_compression: str | None = "gzip"
     traces_compression: str | None = "gzip"
+    metrics_compression: str | None = "gzip"
+    logs_exporter: str = "otlp"
+    traces_exporter: str = "otlp"
+    metrics_exporters: tuple[str, ...] = ("otlp",)
+    metric_export_interval_ms: int = 60_000
+    prometheus_host: str = "localhost"
+    prometheus_port: int = 9464
 
     def with_overrides(self, **overrides: Any) -> "Settings":
         """A copy with the non-``None`` overrides applied."""
@@ -65,10 +74,23 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ev.OTEL_EXPORTER_OTLP_COMPRESSION in env
         or ev.OTEL_EXPORTER_OTLP_LOGS_COMPRESSION in env
         or ev.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION in env
+        or ev.OTEL_EXPORTER_OTLP_METRICS_COMPRESSION in env
     )
     return Settings(
         logs_compression=None if any_compression else default.logs_compression,
         traces_compression=None if any_compression else default.traces_compression,
+        metrics_compression=None if any_compression else default.metrics_compression,
+        metrics_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, base_protocol),
+        metrics_headers=_first(_headers(env, ev.OTEL_EXPORTER_OTLP_METRICS_HEADERS), base_headers),
+        metrics_exporters=_exporter_names(env, ev.OTEL_METRICS_EXPORTER, default.metrics_exporters),
+        logs_exporter=_one_exporter(env, ev.OTEL_LOGS_EXPORTER, default.logs_exporter),
+        traces_exporter=_one_exporter(env, ev.OTEL_TRACES_EXPORTER, default.traces_exporter),
+        metric_export_interval_ms=_positive_int(
+            env, ev.OTEL_METRIC_EXPORT_INTERVAL, default.metric_export_interval_ms
+        ),
+        prometheus_host=env.get(ev.OTEL_EXPORTER_PROMETHEUS_HOST, "").strip()
+        or default.prometheus_host,
+        prometheus_port=_port(env, ev.OTEL_EXPORTER_PROMETHEUS_PORT, default.prometheus_port),
         disabled=env.get(ev.OTEL_SDK_DISABLED, "").strip().lower() == "true",
         logs_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, base_protocol),
         traces_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, base_protocol),
@@ -169,6 +191,56 @@ def _headers(env: Mapping[str, str], name: str) -> dict[str, str] | None:
             "is" if one else "are",
         )
     return headers
+
+
+_METRICS_EXPORTERS = ("otlp", "prometheus", "console", "none")
+
+
+def _exporter_names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in _METRICS_EXPORTERS]
+    if unknown:
+        _log.warning(
+            "ignoring %s=%r: %s not one of %s",
+            name,
+            value,
+            ", ".join(unknown),
+            ", ".join(_METRICS_EXPORTERS),
+        )
+    known = tuple(n for n in names if n in _METRICS_EXPORTERS)
+    return ("none",) if "none" in known or not known else known
+
+
+_EXPORTERS = ("otlp", "console", "none")
+
+
+def _one_exporter(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    # The spec allows a list; for logs and spans, the first one we know is used.
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    known = [n for n in names if n in _EXPORTERS]
+    if len(known) != len(names) or len(known) > 1:
+        _log.warning(
+            "%s=%r: using %s (one of %s)",
+            name,
+            value,
+            known[0] if known else default,
+            ", ".join(_EXPORTERS),
+        )
+    return known[0] if known else default
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    port = _positive_int(env, name, default)
+    if port > 65535:
+        _log.warning("ignoring %s=%r: not a port; using %d", name, env.get(name), default)
+        return default
+    return port
 
 
 _TRUE = ("1", "true", "yes", "on")

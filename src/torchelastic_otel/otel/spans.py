@@ -74,6 +74,7 @@ from torchelastic_otel.semconv import (
     REMAINING_RESTARTS,
     RENDEZVOUS_DURATION_MS,
     RENDEZVOUS_SPAN,
+    RENDEZVOUS_START_EVENT,
     ROUND,
     RUN_ID,
     SIGNAL,
@@ -188,6 +189,7 @@ class SpanStateMachine:
         self._host = host_name
         self._on_fact = on_fact or (lambda fact: None)
         self._runs: dict[str, _Run] = {}
+        self._shut = False
 
     # --- the events ---
 
@@ -201,6 +203,23 @@ class SpanStateMachine:
         else:
             ids = self._on_agent(run, m, t_ns)
         return trace.set_span_in_context(NonRecordingSpan(_context(*ids)))
+
+    def waiting(self) -> dict[str, int]:
+        """Per run: 1 if this node waits in a rendezvous now, else 0 (a gauge's reading)."""
+        return {
+            run_id: int(run.rdzv_start_ns is not None and run.cycle is None)
+            for run_id, run in list(self._runs.items())
+        }
+
+    def budget(self) -> dict[str, tuple[int, int]]:
+        """Per run: (restarts left, restarts allowed), as the last cycle said."""
+        out = {}
+        for run_id, run in list(self._runs.items()):
+            remaining = run.settings.get(REMAINING_RESTARTS)
+            limit = run.settings.get(MAX_RESTARTS)
+            if is_int64(remaining) and is_int64(limit):
+                out[run_id] = (remaining, limit)
+        return out
 
     def rank_of(self, run_id: str) -> int:
         """The node's rank in ``run_id`` as far as known (``-1`` before)."""
@@ -217,6 +236,9 @@ class SpanStateMachine:
 
     def shutdown(self, t_ns: int) -> None:
         """End everything still open (marked unfinished); rank 0 emits the job span."""
+        if self._shut:
+            return
+        self._shut = True
         for run in self._runs.values():
             if run.cycle is not None:
                 self._close_cycle(run, t_ns, OUTCOME_UNFINISHED, unfinished=True)
@@ -229,7 +251,7 @@ class SpanStateMachine:
             self._emit(node, t_ns, _status(run.agent_state == STATE_FAILED, "agent FAILED"))
             if run.rank == 0:
                 self._emit_job_span(run, t_ns)
-        self._runs.clear()
+        # The runs stay: the metrics' last collection reads their gauges after this.
 
     # --- the rendezvous ---
 
@@ -263,6 +285,13 @@ class SpanStateMachine:
         duration_ms = m.attributes.get(DURATION_MS)
         if m.event_name == CYCLE_EVENT:
             return self._on_cycle_event(run, m, t_ns)
+        if m.event_name == RENDEZVOUS_START_EVENT:
+            # The agent starts a rendezvous: the cycle this node was in is over.
+            if run.cycle is not None:
+                self._close_cycle(run, t_ns, self._outcome_now(run.cycle))
+            if run.rdzv_start_ns is None:
+                run.rdzv_start_ns = t_ns
+            return self._here(run)
         if isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool):
             self._on_step(run, m, t_ns, state, float(duration_ms))
         elif m.attributes.get(SOURCE) == SOURCE_WORKER and worker_id:
@@ -422,6 +451,8 @@ class SpanStateMachine:
             run.previous_id_key = run.last_id_key
         run.last_id_key = id_key
         run.cycles.append((key, from_round))
+        # The value: cycles before this one on this node (a restart when > 0).
+        self._fact("cycle_opened", run, t_ns, {}, float(len(run.cycles) - 1))
         return cycle
 
     @staticmethod
@@ -510,6 +541,7 @@ class SpanStateMachine:
             {RUN_ID: run_id, RANK: UNKNOWN_RANK, NODE_STATE: STATE_START, HOST_NAME: self._host},
         )
         run = self._runs[run_id] = _Run(run_id=run_id, node=node)
+        self._fact("run_seen", run, t_ns, {})
         return run
 
     def _rendezvous_span(self, run: _Run, t_ns: int, error: str, unfinished: bool = False) -> None:

@@ -21,6 +21,10 @@ from typing import Any
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.otlp_data import LogItem, Received, SpanItem, read_otlp_json
 
+# Span names of the one-trace-per-job model this viewer was written for.
+_LEGACY_ROUND_SPAN = "torchelastic.rendezvous"
+_LEGACY_AGENT_SPAN_PREFIX = "torchelastic.agent."
+
 
 @dataclass
 class Bar:
@@ -269,10 +273,10 @@ def _notes(lanes: list[Lane], spans: list[SpanItem], trace_ids: set[str]) -> lis
 def _bar(s: SpanItem) -> Bar:
     a = s["attributes"]
     name = s["name"]
-    if name.startswith(sc.ROUND_SPAN):
+    if name.startswith(_LEGACY_ROUND_SPAN):
         kind, label = "round", f"round {a.get(sc.ROUND, '?')}"
-    elif name.startswith(sc.AGENT_SPAN_PREFIX):
-        kind, label = "agent", name.removeprefix(sc.AGENT_SPAN_PREFIX)
+    elif name.startswith(_LEGACY_AGENT_SPAN_PREFIX):
+        kind, label = "agent", name.removeprefix(_LEGACY_AGENT_SPAN_PREFIX)
     elif name.startswith(sc.WORKER_SPAN):
         kind, label = "worker", "worker " + name.removeprefix(sc.WORKER_SPAN).strip()
     else:

@@ -80,7 +80,12 @@ class Batches:
         return sum(self._weights) + self.in_flight
 
     def export(self, everything: bool) -> None:
-        """Export whole batches (and the last partial one when ``everything``)."""
+        """Export whole batches (and the last partial one when ``everything``).
+
+        During the exit flush, a signal whose batch the collector refused stops
+        there: what it still holds is counted as ``shutdown_<signal>`` at once, and
+        the other signals go on.
+        """
         while self._items and (everything or self.full()) and not self._ledger.closed:
             n = min(self.batch_size, len(self._items))
             items = self._items[:n]
@@ -102,6 +107,11 @@ class Batches:
                     self._ledger.delivered_locked(self.signal, weight)
                 else:
                     self._ledger.failed_locked(self.signal, weight)
+                    if self._ledger.exiting:
+                        self._ledger.drop_locked(f"shutdown_{self.signal}", sum(self._weights))
+                        self._items.clear()
+                        self._weights.clear()
+                        return
 
 
 class Stage(Protocol):
@@ -112,8 +122,8 @@ class Stage(Protocol):
     def handle(self, item: object, t_ns: int) -> None:
         """Map one queued item (raises for one that is not an event)."""
 
-    def tick(self, t_ns: int) -> None:
-        """Periodic work before an export (summaries, metric collection)."""
+    def tick(self, t_ns: int, collect: bool = False) -> None:
+        """Periodic work before an export (metric collection; now if ``collect``)."""
 
     def finish(self, t_ns: int) -> None:
         """End what is still open (the process is exiting)."""
@@ -128,12 +138,15 @@ class Sinks:
 
     logs: LogSink
     spans: SpanSink
+    metrics: Any = None  # a MetricsSink, or None: no metrics
     batches: list[Batches] = field(default_factory=list)
     exporters: list[Any] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)  # signal -> how, for debugging
 
     def close(self) -> None:
         """Shut down every exporter we created or were given."""
+        if self.metrics is not None:
+            self.metrics.close()
         for exporter in self.exporters:
             try:
                 exporter.shutdown()
@@ -147,3 +160,4 @@ class PlugIns:
 
     log_exporter: Any = None
     span_exporter: Any = None
+    metric_exporter: Any = None

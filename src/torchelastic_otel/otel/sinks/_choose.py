@@ -28,6 +28,15 @@ def choose(settings: Any, resource: Any, plugins: PlugIns, ledger: Ledger) -> Si
     envelope = _protobuf.Envelope(dict(resource.attributes), semconv.SCOPE, __version__)
     sinks.logs = _choose_logs(settings, resource, plugins, _Owner(sinks, ledger), envelope)
     sinks.spans = _choose_spans(settings, resource, plugins, _Owner(sinks, ledger), envelope)
+    from torchelastic_otel.otel.sinks import _metrics
+
+    metrics = _metrics.choose(settings, resource, plugins.metric_exporter, ledger)
+    if metrics is not None:
+        sinks.metrics = metrics
+        sinks.paths["metrics"] = metrics.how
+        if metrics.batches is not None:
+            sinks.batches.append(metrics.batches)
+            sinks.exporters.append(metrics.batches.exporter)
     return sinks
 
 
@@ -55,6 +64,14 @@ def _choose_logs(s: Any, resource: Any, plugins: PlugIns, owner: _Owner, envelop
     if plugins.log_exporter is not None:
         batches = owner.own("logs", plugins.log_exporter, s.logs_batch_size, "sdk (plug-in)")
         return _sdk.our_logs(resource, batches)
+    if s.logs_exporter == "none":
+        owner.sinks.paths["logs"] = "none"
+        return _NoLogs()
+    if s.logs_exporter == "console":
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+        batches = owner.own("logs", ConsoleLogRecordExporter(), s.logs_batch_size, "console")
+        return _sdk.our_logs(resource, batches)
     provider = _logs.get_logger_provider()
     if s.use_global_providers and _is_installed(provider):
         owner.sinks.paths["logs"] = "application provider"
@@ -77,6 +94,14 @@ def _choose_spans(
 
     if plugins.span_exporter is not None:
         batches = owner.own("spans", plugins.span_exporter, s.spans_batch_size, "sdk (plug-in)")
+        return _sdk.our_spans(resource, batches)
+    if s.traces_exporter == "none":
+        owner.sinks.paths["spans"] = "none"
+        return SpanSink(trace.NoOpTracer(), None)
+    if s.traces_exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        batches = owner.own("spans", ConsoleSpanExporter(), s.spans_batch_size, "console")
         return _sdk.our_spans(resource, batches)
     provider = trace.get_tracer_provider()
     if s.use_global_providers and _is_installed(provider):
@@ -111,7 +136,7 @@ def _is_installed(provider: Any) -> bool:
 
 
 class _NoLogs:
-    """A placeholder until the log sink is chosen."""
+    """No log records: a placeholder, or ``OTEL_LOGS_EXPORTER=none``."""
 
     def emit(self, m: MappedEvent, t_ns: int, context: Context, weight: int = 1) -> None:
         """Nothing."""

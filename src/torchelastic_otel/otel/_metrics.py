@@ -1,0 +1,201 @@
+"""The third signal: metrics derived from the events, and torch's own, bridged.
+
+:class:`MetricsRecorder` lives on the export worker, like the span state machine,
+and records from what the machine concludes (:class:`~.spans.Fact`): rendezvous
+durations and rounds, restarts, worker and rendezvous failures, the time from a
+completed rendezvous to the workers started. Two gauges are observed at each
+collection: the restart budget and whether the node waits in a rendezvous now.
+Attributes are chosen for bounded cardinality: ``run_id`` (one per job) and, on
+failures, ``error.type`` (a signal name or an exception's class name); the node is
+the resource (Prometheus' ``instance``), never a worker's pid.
+
+torch's ``torch.distributed.elastic.metrics`` (``put_metric``, ``@prof``) reach the
+worker as :class:`TorchMetric` items (the torchrun integration's metric handler
+queues them) and become instruments named as torch names them, in the scope
+``torch.distributed.elastic.metrics``: ``<name>.duration.ms`` a histogram in ms,
+``remaining_restarts`` and ``flakiness`` gauges, everything else a counter.
+"""
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torchelastic_otel import semconv as sc
+from torchelastic_otel.otel.mapping import AttrValue
+from torchelastic_otel.otel.spans import Fact
+
+# Seconds: rendezvous of 10 ms to 30 min, worker start-up likewise.
+_SECONDS_BUCKETS = (
+    0.01,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+)
+_GAUGE_SUFFIXES = ("remaining_restarts", "flakiness")
+# OpenTelemetry instrument names: a letter, then letters, digits, "_", ".", "-", "/".
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
+_DURATION_SUFFIX = ".duration.ms"
+
+
+@dataclass(frozen=True)
+class TorchMetric:
+    """One data point of torch's elastic metrics (``MetricData``), queued for the worker."""
+
+    group: str
+    name: str
+    value: float
+
+
+class MetricsRecorder:
+    """Instruments on ``meter_provider``; call :meth:`on_fact` and friends on the worker.
+
+    Args:
+        meter_provider: an SDK (or the application's) ``MeterProvider``.
+        waiting: for the ``rendezvous.active`` gauge: run id -> 1 if this node waits
+            in a rendezvous now.
+        budget: for the restart gauges: run id -> (remaining, limit) as last known.
+    """
+
+    def __init__(
+        self,
+        meter_provider: Any,
+        waiting: Callable[[], dict[str, int]],
+        budget: Callable[[], dict[str, tuple[int, int]]],
+    ) -> None:
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        from torchelastic_otel._version import __version__
+
+        meter = meter_provider.get_meter(sc.SCOPE, __version__)
+        self._torch_meter = meter_provider.get_meter(sc.TORCH_METRICS_SCOPE, __version__)
+        self._rdzv_duration = meter.create_histogram(
+            sc.METRIC_RENDEZVOUS_DURATION,
+            unit="s",
+            description="Time a node took to complete a rendezvous (one per round per node)",
+            explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
+        )
+        self._rounds = meter.create_counter(
+            sc.METRIC_RENDEZVOUS_ROUNDS,
+            unit="{round}",
+            description="Rendezvous rounds a node completed",
+        )
+        self._rdzv_failures = meter.create_counter(
+            sc.METRIC_RENDEZVOUS_FAILURES,
+            unit="{failure}",
+            description="Rendezvous attempts that failed",
+        )
+        self._heartbeats = meter.create_counter(
+            sc.METRIC_RENDEZVOUS_HEARTBEATS,
+            unit="{heartbeat}",
+            description="Keep-alive heartbeats a node sent to the rendezvous",
+        )
+        self._restarts = meter.create_counter(
+            sc.METRIC_AGENT_RESTARTS,
+            unit="{restart}",
+            description="Times an agent restarted its workers (a new cycle after the first)",
+        )
+        self._worker_failures = meter.create_counter(
+            sc.METRIC_WORKER_FAILURES,
+            unit="{failure}",
+            description="Worker processes that failed, by error.type",
+        )
+        self._startup = meter.create_histogram(
+            sc.METRIC_WORKER_STARTUP,
+            unit="s",
+            description="Time from a completed rendezvous to the node's workers started",
+            explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
+        )
+
+        def observe_waiting(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(v, {sc.RUN_ID: run}) for run, v in waiting().items()]
+
+        def observe_remaining(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(r, {sc.RUN_ID: run}) for run, (r, _) in budget().items()]
+
+        def observe_limit(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(limit, {sc.RUN_ID: run}) for run, (_, limit) in budget().items()]
+
+        meter.create_observable_gauge(
+            sc.METRIC_RENDEZVOUS_ACTIVE,
+            [observe_waiting],
+            unit="1",
+            description="1 while the node waits in a rendezvous, else 0",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_RESTART_REMAINING,
+            [observe_remaining],
+            unit="{restart}",
+            description="Restarts the agent has left",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_RESTART_LIMIT,
+            [observe_limit],
+            unit="{restart}",
+            description="Restarts the agent was allowed (--max-restarts)",
+        )
+        self._torch: dict[str, Any] = {}
+
+    def on_fact(self, fact: Fact) -> None:
+        """Record what the span state machine concluded."""
+        attrs: dict[str, AttrValue] = {sc.RUN_ID: fact.run_id}
+        if fact.kind == "run_seen":
+            # Counters start at 0: PromQL's increase() then sees their first step.
+            for counter in (self._rounds, self._restarts, self._heartbeats):
+                counter.add(0, attrs)
+        elif fact.kind == "rendezvous":
+            self._rdzv_duration.record(fact.value, attrs)
+            self._rounds.add(1, attrs)
+        elif fact.kind == "cycle_opened" and fact.value > 0:
+            self._restarts.add(1, attrs)
+        elif fact.kind == "worker_failure":
+            self._worker_failures.add(1, {**attrs, **fact.attributes})
+        elif fact.kind == "rendezvous_failure":
+            self._rdzv_failures.add(1, {**attrs, **fact.attributes})
+        elif fact.kind == "workers_started":
+            self._startup.record(fact.value, attrs)
+
+    def on_heartbeats(self, run_id: str, count: int) -> None:
+        """Keep-alive heartbeats folded into a chatter summary."""
+        if count:
+            self._heartbeats.add(count, {sc.RUN_ID: run_id})
+
+    def on_torch_metric(self, point: TorchMetric) -> None:
+        """One of torch's ``put_metric`` / ``@prof`` data points."""
+        name = _NOT_IN_NAME.sub("_", f"{point.group}.{point.name}")[:255]
+        if not name[:1].isalpha():
+            name = f"torch.{name}"[:255]
+        if name.endswith(_DURATION_SUFFIX):
+            name = name[: -len(".ms")]
+            kind, unit = "histogram", "ms"
+        elif name.endswith(_GAUGE_SUFFIXES):
+            kind, unit = "gauge", "1"
+        else:
+            kind, unit = "counter", "1"
+        instrument = self._torch.get(name)
+        if instrument is None:
+            meter = self._torch_meter
+            make = {
+                "histogram": meter.create_histogram,
+                "gauge": meter.create_gauge,
+                "counter": meter.create_counter,
+            }[kind]
+            instrument = self._torch[name] = make(
+                name, unit=unit, description=f"torch.distributed.elastic.metrics {name}"
+            )
+        if kind == "histogram":
+            instrument.record(point.value)
+        elif kind == "gauge":
+            instrument.set(point.value)
+        elif point.value >= 0:  # counters only go up; torch puts 0 for "did not happen"
+            instrument.add(point.value)
