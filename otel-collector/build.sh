@@ -9,8 +9,9 @@
 #
 # Usage: otel-collector/build.sh [collector] [jaeger] [prometheus]   (default: collector)
 #
-# Each binary has a stamp next to it (bin/.NAME.stamp): a hash of what the build
-# depends on (versions.env, the builder manifest, this script, the Go version).
+# Each binary has a stamp next to it (bin/.NAME.stamp): a hash of what its build
+# depends on (its version in versions.env, the builder manifest for the collector,
+# the Go version, and RECIPE below, to bump when a build step here changes).
 # A binary whose stamp matches is not rebuilt, so calling this on every `make test`
 # costs nothing once built. GOMODCACHE and GOCACHE are honoured, so a build can be
 # measured from empty caches.
@@ -28,10 +29,12 @@ go_version=$(go env GOVERSION)
 # Static binaries: they run on any Linux of the same architecture.
 export CGO_ENABLED=0
 
-stamp_of() { # NAME FILE... -> hash of the inputs that decide NAME's build
-    local name=$1; shift
-    { echo "$name $go_version"; cat "$here/versions.env" "$here/build.sh" "$@"; } \
-        | sha256sum | cut -d' ' -f1
+# Bump when a build step below changes, so that every binary is rebuilt.
+RECIPE=1
+
+stamp_of() { # NAME VERSION [FILE...] -> hash of the inputs that decide NAME's build
+    local name=$1 version=$2; shift 2
+    { echo "$name $version $go_version recipe $RECIPE"; [ $# -eq 0 ] || cat "$@"; } | sha256sum | cut -d' ' -f1
 }
 
 up_to_date() { # NAME STAMP
@@ -40,7 +43,7 @@ up_to_date() { # NAME STAMP
 
 build_collector() {
     local stamp
-    stamp=$(stamp_of otelcol-torchelastic "$here/builder-config.yaml")
+    stamp=$(stamp_of otelcol-torchelastic "$OTELCOL_VERSION" "$here/builder-config.yaml")
     if up_to_date otelcol-torchelastic "$stamp"; then
         echo "build.sh: otelcol-torchelastic $OTELCOL_VERSION is up to date"; return
     fi
@@ -78,7 +81,7 @@ build_collector() {
 
 build_jaeger() {
     local stamp
-    stamp=$(stamp_of jaeger)
+    stamp=$(stamp_of jaeger "$JAEGER_VERSION")
     if up_to_date jaeger "$stamp"; then
         echo "build.sh: jaeger $JAEGER_V2_VERSION is up to date"; return
     fi
@@ -99,7 +102,7 @@ build_jaeger() {
 
 build_prometheus() {
     local stamp
-    stamp=$(stamp_of prometheus)
+    stamp=$(stamp_of prometheus "$PROMETHEUS_VERSION")
     if up_to_date prometheus "$stamp"; then
         echo "build.sh: prometheus $PROMETHEUS_RELEASE is up to date"; return
     fi
