@@ -239,6 +239,10 @@ def test_datasources_link_on_run_id(datasources: Any, dashboard: Any) -> None:
         assert links["datasourceUid"] == "loki"
         assert [t["key"] for t in links["tags"]] == ["run_id"]
         assert "run_id" in links["query"]
+    # A service map is drawn from the service-graph series Tempo's metrics generator
+    # writes to a Prometheus; pointed at Tempo itself it shows nothing.
+    service_map = by_uid["tempo"]["jsonData"].get("serviceMap")
+    assert service_map is None or by_uid[service_map["datasourceUid"]]["type"] == "prometheus"
     derived = by_uid["loki"]["jsonData"]["derivedFields"][0]
     assert derived["datasourceUid"] == "tempo"
     for panel in dashboard["panels"]:
