@@ -152,6 +152,13 @@ SETTINGS = [
         "github.com/jaegertracing/jaeger@v1.76.0:cmd/query/app/flags.go:84-86 "
         "(defaults :16686 / :16685, flags_test.go:220-221)",
     ),
+    Setting(
+        "jaeger",
+        "docker-compose.yaml jaeger healthcheck GET :13133/status (healthcheckv2, use_v2)",
+        "2.13.0",
+        "jaeger@v1.76.0 go.mod requires contrib v0.140.1: "
+        "internal/healthcheck@v0.140.1:config.go:131 (status path /status)",
+    ),
     # --- the collector (contrib distribution in compose, our build for tests) ---
     Setting(
         "collector",
