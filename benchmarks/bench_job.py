@@ -22,8 +22,8 @@ def main() -> int:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
+    from torchelastic_otel.demo.collector import run_rotel
     from torchelastic_otel.demo.job import run_job
-    from torchelastic_otel.rotel import run_rotel
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCHELASTIC_"))}
     walls: dict[str, list[float]] = {"null": [], "otel": []}

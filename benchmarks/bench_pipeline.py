@@ -87,8 +87,8 @@ def _producer(kind: str, n: int, env: dict[str, str], flush_s: float = 120) -> d
 
 
 def bench_throughput(n: int, base: dict[str, str]) -> dict[str, Any]:
+    from torchelastic_otel.demo.collector import run_rotel
     from torchelastic_otel.receiver import OtlpHttpReceiver
-    from torchelastic_otel.rotel import run_rotel
 
     out: dict[str, Any] = {}
     with (
@@ -130,7 +130,7 @@ _EXIT = textwrap.dedent(
 
 
 def bench_exit(base: dict[str, str]) -> dict[str, float]:
-    from torchelastic_otel.rotel import free_port, run_rotel
+    from torchelastic_otel.demo.collector import free_port, run_rotel
 
     def exit_delay(env: dict[str, str]) -> float:
         proc = subprocess.Popen(
@@ -148,7 +148,7 @@ def bench_exit(base: dict[str, str]) -> dict[str, float]:
 
 
 def bench_rss(n: int, base: dict[str, str]) -> dict[str, Any]:
-    from torchelastic_otel.rotel import free_port
+    from torchelastic_otel.demo.collector import free_port
 
     env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     small = _producer("rdzv", 10_000, env, flush_s=0.1)

@@ -114,7 +114,7 @@ def main() -> int:
     if args.calls < 1000:
         parser.error("--calls must be at least 1000 for a meaningful p99")
 
-    from torchelastic_otel.rotel import free_port, run_rotel
+    from torchelastic_otel.demo.collector import free_port, run_rotel
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     results: dict[str, dict[str, Any]] = {}

@@ -1,8 +1,13 @@
 """OpenTelemetry for elastic PyTorch training jobs.
 
 ``torchelastic_otel.events`` is a drop-in reimplementation of
-``torch.distributed.elastic.events``. Importing this package imports neither torch
-nor OpenTelemetry.
+``torch.distributed.elastic.events``; importing this package registers its
+``otel`` destination there. Importing it imports neither torch nor OpenTelemetry.
 """
 
-__version__ = "0.1.0"
+from torchelastic_otel import _destinations
+from torchelastic_otel._version import __version__
+
+_destinations.register()
+
+__all__ = ["__version__"]

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from torchelastic_otel.otlp_data import Received
 
 EXIT_USAGE = 2
@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``torchelastic-otel``."""
     args = _parser().parse_args(argv)
+    try:
+        from rich.console import Console
+    except ImportError:
+        # A training node installs the package without the viewer's dependencies.
+        print(
+            "torchelastic-otel timeline needs rich: pip install 'torchelastic-otel[timeline]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     console = Console(stderr=False)
     err = Console(stderr=True, soft_wrap=True)
     if args.listen == bool(args.files):
@@ -79,7 +88,7 @@ def _read(paths: list[Path]) -> "Received":
     return load(paths)
 
 
-def _listen(args: argparse.Namespace, err: Console) -> "Received":
+def _listen(args: argparse.Namespace, err: "Console") -> "Received":
     from contextlib import ExitStack
 
     from torchelastic_otel.otlp_data import Received, write_otlp_json
@@ -126,7 +135,7 @@ def _listen(args: argparse.Namespace, err: Console) -> "Received":
     return received
 
 
-def _show(received: "Received", args: argparse.Namespace, console: Console) -> int:
+def _show(received: "Received", args: argparse.Namespace, console: "Console") -> int:
     from torchelastic_otel.timeline.model import build_timelines
     from torchelastic_otel.timeline.terminal import print_timelines
 

@@ -46,6 +46,14 @@ class SpanEventItem(TypedDict):
     attributes: dict[str, Any]
 
 
+class SpanLinkItem(TypedDict):
+    """One span link."""
+
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
 class SpanItem(TypedDict):
     """One span; ``status_code`` is 0 unset, 1 ok, 2 error."""
 
@@ -60,6 +68,7 @@ class SpanItem(TypedDict):
     status_message: str
     attributes: dict[str, Any]
     events: list[SpanEventItem]
+    links: list[SpanLinkItem]
 
 
 def any_value(v: AnyValue) -> Any:
@@ -122,6 +131,14 @@ def flatten_spans(request: ExportTraceServiceRequest) -> Iterator[SpanItem]:
                             name=e.name, time=e.time_unix_nano, attributes=attrs(e.attributes)
                         )
                         for e in s.events
+                    ],
+                    links=[
+                        SpanLinkItem(
+                            trace_id=link.trace_id.hex(),
+                            span_id=link.span_id.hex(),
+                            attributes=attrs(link.attributes),
+                        )
+                        for link in s.links
                     ],
                 )
 
@@ -265,6 +282,14 @@ def write_otlp_json(received: Received, path: Path) -> None:
                     time_unix_nano=e["time"], name=e["name"], attributes=kvs(e["attributes"])
                 )
                 for e in s["events"]
+            ],
+            links=[
+                Span.Link(
+                    trace_id=bytes.fromhex(link["trace_id"]),
+                    span_id=bytes.fromhex(link["span_id"]),
+                    attributes=kvs(link["attributes"]),
+                )
+                for link in s.get("links", [])
             ],
         )
         treq = ExportTraceServiceRequest(

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from torchelastic_otel.demo.collector import Rotel, free_port, run_rotel
 from torchelastic_otel.demo.job import JobResult, run_job
 from torchelastic_otel.otel import mapping
 from torchelastic_otel.receiver import OtlpHttpReceiver
-from torchelastic_otel.rotel import Rotel, free_port, run_rotel
 
 pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
 

@@ -15,8 +15,9 @@ from tests.support.docs import undocumented
 from tests.support.memory import record_otel
 from tests.support.otlp import OtlpHttpReceiver, Received, Rotel, run_rotel
 from tests.unit.test_mapping import TRACEBACK, agent_event, rdzv_event
+from torchelastic_otel import otel
 from torchelastic_otel.events import NodeState
-from torchelastic_otel.otel import mapping, pipeline
+from torchelastic_otel.otel import mapping
 from torchelastic_otel.otel.settings import Settings
 
 JOINED = (
@@ -43,10 +44,8 @@ def _send_job(
         logs_headers=headers,
         traces_headers=headers,
     )
-    p = pipeline.Pipeline(settings)
-    previous, pipeline._current = pipeline._current, p
     before = time.time_ns()
-    try:
+    with otel.use(otel.Pipeline(settings)) as p:
         record_otel(rdzv_event())
         record_otel(rdzv_event(message=JOINED, rank=0))
         record_otel(agent_event("RENDEZVOUS", duration_ms=120.0, group_rank=0))
@@ -56,11 +55,8 @@ def _send_job(
         )
         record_otel(rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, rank=0))
         assert p.force_flush(10)
-    finally:
-        p.shutdown(5000)
-        pipeline._current = previous
-    assert p.drop_counts() == dict.fromkeys(pipeline.DROP_REASONS, 0)
-    assert p.exported_counts() == {"logs": 6, "spans": 5}
+    assert p.drop_counts() == dict.fromkeys(otel.DROP_REASONS, 0)
+    assert p.exported_counts() == {"logs": 6, "spans": 5, "metrics": 0}
     return before, time.time_ns()
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.memory import memory_pipeline, record_otel
+from tests.support.memory import PATHS, memory_pipeline, record_otel
 from torchelastic_otel import events as ours
 from torchelastic_otel.events import handlers
 
@@ -88,34 +88,34 @@ def _build(module: ModuleType, cls: str, kwargs: dict[str, Any]) -> Any:
     return getattr(module, cls)(**kw)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @SETTINGS
 @given(kwargs=_event_kwargs(any_values))
-def test_record_never_raises_event(kwargs: dict[str, Any]) -> None:
+def test_record_never_raises_event(path: str, kwargs: dict[str, Any]) -> None:
     event = _build(ours, "Event", kwargs)
     stream = io.StringIO()
     console = logging.StreamHandler(stream)
     handlers.register_handler("fuzz-console", console, replace=True)
-    with memory_pipeline() as m:
+    with memory_pipeline(path) as m:
         record_otel(event)
         ours.record(event, "fuzz-console")
         ours.record(event, "null")
-        m.flush()
-        exported = len(m.logs.get_finished_logs())
+        exported = len(m.log_records())
         assert exported + m.pipeline.drop_counts()["invalid"] == 1
         assert exported == 1  # the mapping copes with every field
     assert stream.getvalue().count("\n") == 1
     json.loads(stream.getvalue())  # what console wrote is JSON (NaN as torch writes it)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @SETTINGS
 @given(kwargs=_rdzv_kwargs(any_values))
-def test_record_never_raises_rdzv(kwargs: dict[str, Any]) -> None:
+def test_record_never_raises_rdzv(path: str, kwargs: dict[str, Any]) -> None:
     event = _build(ours, "RdzvEvent", kwargs)
-    with memory_pipeline() as m:
+    with memory_pipeline(path) as m:
         record_otel(event)
         ours.record_rdzv_event(event)
-        m.flush()
-        assert len(m.logs.get_finished_logs()) == 1
+        assert len(m.log_records()) == 1
     json.loads(event.serialize())
 
 

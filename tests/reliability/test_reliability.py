@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from torchelastic_otel.demo.collector import free_port, run_rotel, wait_port
 from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
-from torchelastic_otel.rotel import free_port, run_rotel, wait_port
 
 PRODUCER = Path(__file__).with_name("producer.py")
 

@@ -73,8 +73,8 @@ def emitted() -> dict[str, set[str]]:
         ):
             record_otel(event)
         m.pipeline.shutdown(5000)
-        logs = m.logs.get_finished_logs()
-        spans = m.spans.get_finished_spans()
+        logs = m.log_records()
+        spans = m.finished_spans()
     return {
         "log_keys": {k for r in logs for k in (r.log_record.attributes or {})},
         "span_keys": {k for s in spans for k in (s.attributes or {})},
@@ -416,7 +416,7 @@ def test_mapped_span_size_fits_the_trace_budget() -> None:
         ):
             record_otel(event)
         m.pipeline.shutdown(5000)
-        spans = m.spans.get_finished_spans()
+        spans = m.finished_spans(flush=False)
     assert spans
     encoded = encode_spans(spans).SerializeToString()
     # The resource is sent once per request, not per span: leave it out.

@@ -1,40 +1,24 @@
-"""The fast log and span paths (protobuf built by us) against the SDK's path.
+"""The fast path (protobuf built by us) against the SDK path, and its start-up proof.
 
 The same events go through a pipeline with the SDK's in-memory exporters and
-through one whose OTLP exporters receive our prebuilt requests; decoded, the two
-must carry the same records and spans.
+through one whose real OTLP exporters receive our prebuilt requests; decoded, the
+two must carry the same records and spans. The fast path is used only when the
+installed exporter is a tested version and a probe round-trips through it;
+otherwise the pipeline falls back to the SDK path.
 """
 
 from typing import Any
 
 import pytest
+from opentelemetry.trace import StatusCode
 
-from tests.support.memory import memory_pipeline, record_otel
+from tests.support.memory import memory_pipeline, record_otel, shared_receiver
 from tests.unit.test_mapping import TRACEBACK, agent_event, rdzv_event
+from torchelastic_otel import otel
 from torchelastic_otel.events import Event, NodeState, RdzvEvent
-from torchelastic_otel.otel import encoding, pipeline
+from torchelastic_otel.otel import _exporters
 from torchelastic_otel.otel.settings import Settings
-from torchelastic_otel.otlp_data import Received
-
-
-class _Capture:
-    """Stands in for an OTLP exporter: keeps the requests it would send."""
-
-    def __init__(self, received: Received, signal: str) -> None:
-        self.received = received
-        self.signal = signal
-
-    def export(self, batch: Any) -> Any:
-        assert isinstance(batch, encoding.Prebuilt), "the fast path hands over requests"
-        if self.signal == "logs":
-            self.received.add_logs(batch.request)
-        else:
-            self.received.add_spans(batch.request)
-        return type("Result", (), {"name": "SUCCESS"})()
-
-    def shutdown(self) -> None:
-        pass
-
+from torchelastic_otel.otel.sinks import _light_spans, _protobuf
 
 JOINED = (
     "The node 'n1' has joined round 2 of the rendezvous 'job-7' as rank 0 in a world of size 2."
@@ -50,80 +34,128 @@ EVENTS: list[Event | RdzvEvent] = [
 ]
 
 
-def _span_shape(
-    name: str,
-    attributes: dict[str, Any],
-    events: list[tuple[str, dict[str, Any]]],
-    status: tuple[int, str],
-    parent_name: str,
-) -> tuple[Any, ...]:
-    return (name, sorted(attributes.items(), key=str), events, status, parent_name)
+def _normal(value: Any) -> Any:
+    # Arrays arrive as lists from protobuf and as tuples from the SDK.
+    return list(value) if isinstance(value, tuple) else value
 
 
-def test_fast_paths_match_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Through the SDK.
-    with memory_pipeline() as m:
+def _shapes(path: str) -> tuple[list[Any], list[Any], set[int]]:
+    with memory_pipeline(path) as m:
         for event in EVENTS:
             record_otel(event)
         m.pipeline.shutdown(5000)
-        sdk_logs = [
+        logs = [
             (
                 r.log_record.event_name,
                 r.log_record.body,
-                r.log_record.severity_number.value,  # type: ignore[union-attr]
-                dict(r.log_record.attributes or {}),
+                r.log_record.severity_number.value,
+                {k: _normal(v) for k, v in (r.log_record.attributes or {}).items()},
             )
-            for r in m.logs.get_finished_logs()
+            for r in m.log_records()
         ]
-        sdk_spans = list(m.spans.get_finished_spans())
-    by_id = {s.context.span_id: s.name for s in sdk_spans}
-    sdk_shapes = sorted(
-        _span_shape(
+        spans = m.finished_spans()
+    names = {s.context.span_id: s.name for s in spans}
+    shapes = sorted(
+        (
             s.name,
-            dict(s.attributes or {}),
+            sorted(((k, _normal(v)) for k, v in (s.attributes or {}).items()), key=str),
             [(e.name, dict(e.attributes or {})) for e in s.events],
             (s.status.status_code.value, s.status.description or ""),
-            by_id.get(s.parent.span_id, "?") if s.parent else "",
+            names.get(s.parent.span_id, "?") if s.parent else "",
         )
-        for s in sdk_spans
+        for s in spans
     )
+    return logs, shapes, {s.context.trace_id for s in spans}
 
-    # Through our protobuf.
-    received = Received()
-    monkeypatch.setattr(pipeline, "_log_exporter", lambda s: _Capture(received, "logs"))
-    monkeypatch.setattr(pipeline, "_span_exporter", lambda s: _Capture(received, "spans"))
-    p = pipeline.Pipeline(Settings(schedule_delay_ms=10, use_global_providers=False))
-    previous, pipeline._current = pipeline._current, p
-    try:
-        for event in EVENTS:
-            record_otel(event)
-        p.shutdown(5000)
-    finally:
-        pipeline._current = previous
-    assert p._encoder is not None and p._prebuilt_spans
-    fast_logs = [
-        (r["event_name"], r["body"], r["severity_number"], r["attributes"]) for r in received.logs
-    ]
-    names = {s["span_id"]: s["name"] for s in received.spans}
-    fast_shapes = sorted(
-        _span_shape(
-            s["name"],
-            s["attributes"],
-            [(e["name"], e["attributes"]) for e in s["events"]],
-            (s["status_code"], s["status_message"]),
-            names.get(s["parent_span_id"], "?") if s["parent_span_id"] else "",
-        )
-        for s in received.spans
+
+def test_fast_path_matches_the_sdk() -> None:
+    sdk_logs, sdk_spans, sdk_traces = _shapes("sdk")
+    fast_logs, fast_spans, fast_traces = _shapes("fast")
+    assert fast_logs == sdk_logs
+    assert fast_spans == sdk_spans
+    # Same ids: both derive the trace from run_id.
+    assert fast_traces == sdk_traces
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_prebuilt_exporter_proves_the_round_trip(protocol: str) -> None:
+    s = Settings(endpoint="http://127.0.0.1:9", logs_protocol=protocol, traces_protocol=protocol)
+    for signal in (_exporters.LOGS, _exporters.TRACES):
+        exporter = _protobuf.prebuilt_exporter(s, signal)
+        assert exporter is not None
+        try:
+            assert _protobuf.round_trips(exporter, signal)
+        finally:
+            exporter.shutdown()
+
+
+def test_an_untested_exporter_version_takes_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    newest = _protobuf.TESTED["opentelemetry-exporter-otlp-proto-grpc"][1]
+    monkeypatch.setattr("importlib.metadata.version", lambda name: f"{newest[0]}.{newest[1] + 1}.0")
+    assert "outside the tested" in _protobuf.untested_version(
+        "opentelemetry-exporter-otlp-proto-grpc"
     )
+    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS) is None
+    _assert_sdk_path_delivers()
 
-    def normal(logs: list[Any]) -> list[Any]:
-        # Arrays arrive as lists from protobuf and as tuples from the SDK.
-        return [
-            (n, b, sev, {k: list(v) if isinstance(v, tuple) else v for k, v in a.items()})
-            for n, b, sev, a in logs
-        ]
 
-    assert normal(fast_logs) == normal(sdk_logs)
-    assert fast_shapes == sdk_shapes
-    # Same ids: both derive the trace from run_id and the job span id likewise.
-    assert {s["trace_id"] for s in received.spans} == {f"{sdk_spans[0].context.trace_id:032x}"}
+def test_a_probe_that_does_not_round_trip_takes_the_sdk_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exporter whose translation step changed: the fast path must not be used."""
+    monkeypatch.setattr(_protobuf, "_grpc_subclass", lambda base: base)  # our seam missing
+    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS) is None
+    _assert_sdk_path_delivers()
+
+
+def _assert_sdk_path_delivers() -> None:
+    receiver = shared_receiver()
+    with receiver.received.lock:
+        receiver.received.logs.clear()
+    s = Settings(endpoint=receiver.endpoint, schedule_delay_ms=10, use_global_providers=False)
+    with otel.use(otel.Pipeline(s)) as p:
+        record_otel(rdzv_event(rank=0))
+        assert p.force_flush(10)
+        assert p.paths == {"logs": "sdk", "spans": "sdk"}
+    assert [r["attributes"]["rank"] for r in receiver.received.logs] == [0]
+
+
+def _span_pair() -> tuple[Any, Any]:
+    """An SDK span and a light span, each fresh and recording."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    sdk = TracerProvider().get_tracer("t").start_span("s")
+    light = _light_spans.LightTracer(lambda pb: None).start_span("s")
+    return sdk, light
+
+
+def _status(span: Any) -> tuple[StatusCode, str | None]:
+    if isinstance(span, _light_spans.LightSpan):
+        return span._status.status_code, span._status.description
+    return span.status.status_code, span.status.description
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        [("set", StatusCode.ERROR, "boom"), ("set", StatusCode.UNSET, None)],
+        [("set", StatusCode.OK, None), ("set", StatusCode.ERROR, "late")],
+        [("set", StatusCode.ERROR, "first"), ("set", StatusCode.OK, None)],
+        [("set", StatusCode.OK, "ignored description"), ("end",)],
+        [("end",), ("set", StatusCode.ERROR, "after end")],
+        [("status", StatusCode.ERROR, "as a Status"), ("set", StatusCode.UNSET, None)],
+    ],
+)
+def test_light_span_status_follows_the_sdk(calls: list[tuple[Any, ...]]) -> None:
+    from opentelemetry.trace import Status
+
+    sdk, light = _span_pair()
+    for span in (sdk, light):
+        for call in calls:
+            if call[0] == "end":
+                span.end()
+            elif call[0] == "status":
+                span.set_status(Status(call[1], call[2]))
+            else:
+                span.set_status(call[1], call[2])
+    assert _status(light) == _status(sdk)

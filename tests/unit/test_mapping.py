@@ -1,4 +1,4 @@
-"""Every row of docs/mapping.md, checked on what the SDK's in-memory exporters receive."""
+"""Every row of docs/mapping.md, checked on both export paths (the SDK's objects and ours)."""
 
 import json
 import re
@@ -9,7 +9,8 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from tests.support.docs import documented_attribute_keys, undocumented
-from tests.support.memory import Memory, memory_pipeline, record_otel
+from tests.support.memory import PATHS, Memory, memory_pipeline, record_otel
+from torchelastic_otel import semconv
 from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
 from torchelastic_otel.otel import mapping
 
@@ -67,14 +68,14 @@ def rdzv_event(state: NodeState = NodeState.RUNNING, **extra: Any) -> RdzvEvent:
     return RdzvEvent(**kw)
 
 
-@pytest.fixture
-def mem() -> Any:
-    with memory_pipeline() as m:
+@pytest.fixture(params=PATHS)
+def mem(request: pytest.FixtureRequest) -> Any:
+    with memory_pipeline(request.param) as m:
         yield m
 
 
 def records_of(m: Memory, event: Event | RdzvEvent) -> Any:
-    m.logs.clear()
+    m.clear()
     record_otel(event)
     (record,) = m.log_records()
     return record
@@ -185,7 +186,7 @@ def test_agent_record_fields(mem: Memory) -> None:
 def test_agent_severity_by_state(mem: Memory, state: str, severity: int) -> None:
     r = records_of(mem, agent_event(state)).log_record
     assert r.severity_number.value == severity
-    assert r.severity_text == mapping.SEVERITY_TEXT[severity]
+    assert r.severity_text == semconv.SEVERITY_TEXT[severity]
 
 
 def test_agent_timestamp_used_when_set(mem: Memory) -> None:
@@ -265,10 +266,11 @@ def test_resource_and_scope(mem: Memory, monkeypatch: pytest.MonkeyPatch) -> Non
     assert rw.instrumentation_scope.name == "torchelastic_otel"
 
 
-def test_resource_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_resource_from_env(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test,team=ml")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "trainer")
-    with memory_pipeline() as m:
+    with memory_pipeline(path) as m:
         res = records_of(m, rdzv_event()).resource.attributes
     assert res["service.name"] == "trainer"
     assert res["deployment.environment"] == "test"
@@ -286,6 +288,7 @@ def test_every_emitted_attribute_is_documented_and_vice_versa(mem: Memory) -> No
         rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, rank=1),
         rdzv_event(),
         agent_event("FAILED", raw_error=TRACEBACK, duration_ms=2.5),
+        agent_event("FAILED", metadata=json.dumps({"exit_code": [-9]})),
         Event("t", EventSource.AGENT, timestamp=5, metadata={"run_id": "r", "state": "X"}),
     ]
     for event in samples:
@@ -328,7 +331,7 @@ def test_rendezvous_round_becomes_span_with_events(mem: Memory) -> None:
     for e in (rdzv_event(), sync, rdzv_event(message=joined, rank=1)):
         record_otel(e)
     mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.spans.get_finished_spans()))
+    spans = _by_name(list(mem.finished_spans()))
     (round_span,) = spans["torchelastic.rendezvous"]
     (node,) = spans["torchelastic.node"]
     assert [e.name for e in round_span.events] == [
@@ -348,7 +351,7 @@ def test_rendezvous_round_becomes_span_with_events(mem: Memory) -> None:
     for s in (round_span, node):
         _attrs_have_three_keys(s)
     # the log records point at the round span
-    logs = mem.logs.get_finished_logs()
+    logs = mem.log_records()
     assert {r.log_record.span_id for r in logs} == {round_span.context.span_id}
     assert {r.log_record.trace_id for r in logs} == {mapping.trace_id_for_run("job-7")}
 
@@ -357,7 +360,7 @@ def test_failed_round_sets_error(mem: Memory) -> None:
     record_otel(rdzv_event())
     record_otel(rdzv_event(NodeState.FAILED, error_trace=TRACEBACK, message="boom"))
     mem.pipeline.shutdown(5000)
-    (round_span,) = _by_name(list(mem.spans.get_finished_spans()))["torchelastic.rendezvous"]
+    (round_span,) = _by_name(list(mem.finished_spans()))["torchelastic.rendezvous"]
     assert round_span.status.status_code == StatusCode.ERROR
     assert round_span.status.description == "timed out"
     assert round_span.attributes["node_state"] == "FAILED"
@@ -373,16 +376,16 @@ def test_heartbeats_outside_a_round_make_no_span(mem: Memory) -> None:
     for _ in range(3):
         record_otel(keep_alive)
     mem.pipeline.shutdown(5000)
-    names = [s.name.split(" ")[0] for s in mem.spans.get_finished_spans()]
+    names = [s.name.split(" ")[0] for s in mem.finished_spans()]
     assert names == ["torchelastic.node"]
-    assert len(mem.logs.get_finished_logs()) == 3
+    assert len(mem.log_records()) == 3
 
 
 def test_duration_event_becomes_span_of_that_duration(mem: Memory) -> None:
     before = time.time_ns()
     record_otel(agent_event("RENDEZVOUS", duration_ms=250.0, group_rank=0))
     mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.spans.get_finished_spans()))
+    spans = _by_name(list(mem.finished_spans()))
     (span,) = spans["torchelastic.agent.RENDEZVOUS"]
     assert span.end_time - span.start_time == 250_000_000
     assert span.end_time >= before
@@ -402,7 +405,7 @@ def test_worker_lifetime_span(mem: Memory) -> None:
     record_otel(agent_event("SUCCEEDED", worker_id="222", global_rank=3))
     mem.pipeline.shutdown(5000)
     workers = sorted(
-        _by_name(list(mem.spans.get_finished_spans()))["torchelastic.worker"], key=lambda s: s.name
+        _by_name(list(mem.finished_spans()))["torchelastic.worker"], key=lambda s: s.name
     )
     assert [w.name for w in workers] == ["torchelastic.worker 2", "torchelastic.worker 3"]
     failed, ok = workers
@@ -418,7 +421,7 @@ def test_rendezvous_after_start_ends_workers_as_restarted(mem: Memory) -> None:
     record_otel(agent_event("START", worker_id="111"))
     record_otel(agent_event("RENDEZVOUS", duration_ms=10.0))
     mem.pipeline.shutdown(5000)
-    (worker,) = _by_name(list(mem.spans.get_finished_spans()))["torchelastic.worker"]
+    (worker,) = _by_name(list(mem.finished_spans()))["torchelastic.worker"]
     assert worker.attributes["torchelastic.end_reason"] == "restarted"
     assert "torchelastic.unfinished" not in worker.attributes
 
@@ -427,7 +430,7 @@ def test_open_spans_are_ended_at_shutdown(mem: Memory) -> None:
     record_otel(agent_event("START", worker_id="111"))
     record_otel(rdzv_event())
     mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.spans.get_finished_spans()))
+    spans = _by_name(list(mem.finished_spans()))
     for name in ("torchelastic.worker", "torchelastic.rendezvous"):
         (span,) = spans[name]
         assert span.attributes["torchelastic.unfinished"] is True
@@ -443,7 +446,7 @@ def test_node_span_carries_final_agent_state(mem: Memory) -> None:
         )
     )
     mem.pipeline.shutdown(5000)
-    spans = _by_name(list(mem.spans.get_finished_spans()))
+    spans = _by_name(list(mem.finished_spans()))
     (node,) = spans["torchelastic.node"]
     assert node.attributes["node_state"] == "FAILED"
     assert node.status.status_code == StatusCode.ERROR
@@ -464,6 +467,8 @@ def test_worker_failure_without_error_file_uses_exit_code(
     ).log_record
     assert r.attributes["exception.type"] == "torchelastic.WorkerFailure"
     assert r.attributes["exception.message"] == message
+    # The signal as an attribute of its own: the viewer never parses the message.
+    assert r.attributes.get("torchelastic.signal") == ("SIGTERM" if exit_code < 0 else None)
 
 
 def test_ints_beyond_64_bits_become_strings(mem: Memory) -> None:

@@ -6,23 +6,24 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.memory import Memory, memory_pipeline, record_otel
+from tests.support.memory import PATHS, Memory, memory_pipeline, record_otel
 from tests.support.otlp import free_port
 from torchelastic_otel import otel
 from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
-from torchelastic_otel.otel import pipeline, settings
+from torchelastic_otel.otel import settings
 from torchelastic_otel.otel.handler import OtelHandler
 
 
-@pytest.fixture
-def mem() -> Any:
-    with memory_pipeline() as m:
+@pytest.fixture(params=PATHS)
+def mem(request: pytest.FixtureRequest) -> Any:
+    with memory_pipeline(request.param) as m:
         yield m
 
 
@@ -43,7 +44,7 @@ def test_record_to_otel_reaches_exporter(mem: Memory) -> None:
     record_otel(_event())
     (record,) = mem.log_records()
     assert record.log_record.attributes["torchelastic.i"] == 0
-    assert otel.drop_counts() == dict.fromkeys(pipeline.DROP_REASONS, 0)
+    assert otel.drop_counts() == dict.fromkeys(otel.DROP_REASONS, 0)
 
 
 def test_torch_json_strings_are_accepted(mem: Memory) -> None:
@@ -99,6 +100,8 @@ def test_bad_messages_are_counted_not_raised(
     [
         Event(None, None, None, None),  # type: ignore[arg-type]
         Event("e", "NOT-A-SOURCE", -1, {"run_id": 5, "group_rank": True}),  # type: ignore[arg-type]
+        Event("e", EventSource.AGENT, float("inf")),  # type: ignore[arg-type]
+        Event("e", EventSource.AGENT, 2**80),
         Event("e" * 1_000_000, EventSource.AGENT, metadata={"big": "x" * 1_000_000}),
         Event("e", EventSource.AGENT, metadata={"\udcff": "surrogate \udcff", "nan": float("nan")}),
         RdzvEvent(None, None, None, None, None, None),  # type: ignore[arg-type]
@@ -109,35 +112,45 @@ def test_wrong_typed_or_huge_fields_never_raise(mem: Memory, event: Event | Rdzv
     record_otel(event)
     mem.flush()
     counts = otel.drop_counts()
-    exported = len(mem.logs.get_finished_logs())
+    exported = len(mem.log_records())
     assert exported + counts["invalid"] == 1
     assert exported == 1, counts  # all of these are mappable
 
 
-def test_queue_full_drops_are_counted() -> None:
-    with memory_pipeline(max_queue_size=10, schedule_delay_ms=60_000) as m:
-        # Hold the worker back so the queue really fills.
-        m.pipeline._start_lock.acquire()
-        m.pipeline._worker = object()  # type: ignore[assignment]
-        try:
-            for i in range(25):
-                record_otel(_event(i))
-            assert otel.drop_counts()["queue_full"] == 15
-        finally:
-            m.pipeline._worker = None
-            m.pipeline._start_lock.release()
-        m.pipeline._start()
-        m.flush()
-        assert len(m.logs.get_finished_logs()) == 10
+class _Blocking(dict[str, Any]):
+    """Event metadata whose first read holds the export worker until released."""
+
+    def __init__(self, release: threading.Event, **items: Any) -> None:
+        super().__init__(items)
+        self.release = release
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.release.wait(10)
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_queue_full_drops_are_counted(path: str) -> None:
+    release = threading.Event()
+    with memory_pipeline(path, max_queue_size=10) as m:
+        record_otel(Event("held", EventSource.AGENT, metadata=_Blocking(release, run_id="r")))
+        deadline = time.monotonic() + 10
+        while m.pipeline._queue and time.monotonic() < deadline:  # the worker took it
+            time.sleep(0.01)
+        for i in range(25):
+            record_otel(_event(i))
+        assert otel.drop_counts()["queue_full"] == 15
+        release.set()
+        assert len(m.log_records()) == 11
         assert otel.drop_counts()["queue_full"] == 15
 
 
 def test_sdk_disabled_is_a_silent_noop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    p = pipeline.Pipeline(settings.from_env())
+    p = otel.Pipeline(settings.from_env())
     p.submit(_event(), time.time_ns())
-    assert p._worker is None
-    assert p.drop_counts() == dict.fromkeys(pipeline.DROP_REASONS, 0)
+    assert p._thread is None
+    assert p.drop_counts() == dict.fromkeys(otel.DROP_REASONS, 0)
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -332,7 +345,7 @@ def test_global_providers_are_used() -> None:
         "torchelastic.node",
     ]
     # The application's processors exported them, not ours.
-    assert lines[2] == "{'logs': 0, 'spans': 0}"
+    assert lines[2] == "{'logs': 0, 'spans': 0, 'metrics': 0}"
 
 
 def test_fork_child_does_not_reexport_parent_events() -> None:
@@ -341,19 +354,18 @@ def test_fork_child_does_not_reexport_parent_events() -> None:
         import os, sys
         sys.path.insert(0, os.getcwd())
         from tests.support.memory import memory_pipeline, record_otel
-        from torchelastic_otel import events
-        from torchelastic_otel.otel import pipeline
+        from torchelastic_otel import events, otel
+        from torchelastic_otel.otel import _pipeline
         with memory_pipeline(schedule_delay_ms=60_000) as m:
             p = m.pipeline
-            p._worker = object()   # keep the parent's event queued across the fork
             record_otel(events.Event("parent", events.EventSource.AGENT))
             pid = os.fork()
             if pid == 0:
-                child = pipeline.current()
-                os._exit(0 if child is not p and len(child._queue) == 0 else 3)
+                child = _pipeline.current()
+                fresh = child is not p and child._thread is None and not child._queue
+                os._exit(0 if fresh else 3)
             _, status = os.waitpid(pid, 0)
-            p._worker = None
-            print("child", os.waitstatus_to_exitcode(status), "parent queue", len(p._queue))
+            print("child", os.waitstatus_to_exitcode(status), "parent", len(m.log_records()))
         """
     )
     proc = subprocess.run(
@@ -365,4 +377,4 @@ def test_fork_child_does_not_reexport_parent_events() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "child 0 parent queue 1"
+    assert proc.stdout.strip() == "child 0 parent 1"

@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from torchelastic_otel import cli
+from torchelastic_otel.demo.collector import free_port, wait_port
 from torchelastic_otel.otlp_data import OtlpFileError, Received, read_otlp_json, write_otlp_json
-from torchelastic_otel.rotel import free_port, wait_port
 from torchelastic_otel.timeline.html import render_html
 from torchelastic_otel.timeline.model import build_timelines
 from torchelastic_otel.timeline.terminal import render

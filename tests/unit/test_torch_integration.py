@@ -1,4 +1,5 @@
-"""The torch integration in one process: hook, exactly-once, restart capture, rdzv patch."""
+"""The torch integration in one process: hook, exactly-once, restart capture, rdzv patch,
+feature gates."""
 
 import inspect
 import logging
@@ -14,7 +15,8 @@ import pytest
 
 from tests.support.memory import Memory, memory_pipeline
 from torchelastic_otel import events as ours
-from torchelastic_otel import torch_integration
+from torchelastic_otel import integration
+from torchelastic_otel.integration import _features, _imports, _wrapping, agent, hook, rendezvous
 
 torch_events: ModuleType = pytest.importorskip(
     "torch.distributed.elastic.events",
@@ -24,9 +26,9 @@ torch_events: ModuleType = pytest.importorskip(
 
 @pytest.fixture
 def installed() -> Iterator[None]:
-    assert torch_integration.install()
+    assert integration.install()
     yield
-    torch_integration.uninstall()
+    integration.uninstall()
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def test_entry_point_registers_otel_in_torch() -> None:
 
 
 def test_hook_returns_a_backend_that_explains_itself(installed: None) -> None:
-    factory = torch_integration.torchrun_hook()
+    factory = hook.torchrun_hook()
     with pytest.raises(ValueError, match="--event_log_handler otel"):
         factory(object())
 
@@ -80,16 +82,17 @@ def test_install_is_idempotent_and_uninstall_restores(mem: Memory) -> None:
     import torch.distributed.elastic.events.handlers as torch_handlers
     from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
 
-    torch_integration.uninstall()  # whatever the entry point did at import
+    integration.uninstall()  # whatever the entry point did at import
     before = dict(torch_handlers._log_handlers)
-    monitor = LocalElasticAgent._monitor_workers
-    assert torch_integration.install(rdzv_events=True)
-    assert torch_integration.install(rdzv_events=True)
-    assert getattr(LocalElasticAgent._monitor_workers, "__torchelastic_otel__", False)
+    monitor = LocalElasticAgent.__dict__["_monitor_workers"]
+    assert integration.install(rdzv_events=True)
+    assert integration.install(rdzv_events=True)
+    assert _wrapping.is_wrapped(LocalElasticAgent, "_monitor_workers")
+    assert LocalElasticAgent.__dict__["_monitor_workers"].__wrapped__ is monitor  # wrapped once
     assert torch_handlers._log_handlers["dynamic_rendezvous"] is ours.get_logging_handler("otel")
-    torch_integration.uninstall()
+    integration.uninstall()
     assert torch_handlers._log_handlers == before
-    assert LocalElasticAgent._monitor_workers is monitor
+    assert LocalElasticAgent.__dict__["_monitor_workers"] is monitor
     assert isinstance(ours.get_logging_handler("dynamic_rendezvous"), logging.NullHandler)
 
 
@@ -124,20 +127,19 @@ def _fake_agent(destination: str, remaining: int) -> Any:
 def test_restart_capture(destination: str, state: str, remaining: int, recorded: bool) -> None:
     from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
 
-    agent = _fake_agent(destination, remaining)
+    fake = _fake_agent(destination, remaining)
     result = RunResult(state=WorkerState[state])
-    torch_integration._record_failure_before_restart(agent, agent._worker_group, result)
-    assert agent._record_worker_events.called is recorded
+    assert agent.record_failure_before_restart(fake, fake._worker_group, result)
+    assert fake._record_worker_events.called is recorded
     if recorded:
-        agent._record_worker_events.assert_called_once_with(result)
+        fake._record_worker_events.assert_called_once_with(result)
 
 
 def test_get_method_name_matches_torch() -> None:
     from torch.distributed.elastic.rendezvous import dynamic_rendezvous
 
     torch_fn = inspect.getattr_static(dynamic_rendezvous, "get_method_name")
-    if getattr(torch_fn, "__module__", "") != dynamic_rendezvous.__name__:
-        torch_fn = torch_integration._saved.get("rdzv:get_method_name", torch_fn)
+    torch_fn = getattr(torch_fn, "__wrapped__", torch_fn)  # torch's own, if ours is on
 
     def _record(fn: Any) -> str:
         return str(fn())
@@ -146,42 +148,101 @@ def test_get_method_name_matches_torch() -> None:
         return _record(fn)
 
     for depth in (1, 2, 3):
-        assert torch_integration.get_method_name(depth) == torch_fn(depth)
-    assert next_rendezvous(torch_integration.get_method_name) == "next_rendezvous"
+        assert rendezvous.get_method_name(depth) == torch_fn(depth)
+    assert next_rendezvous(rendezvous.get_method_name) == "next_rendezvous"
     assert next_rendezvous(torch_fn) == "next_rendezvous"
-    assert torch_integration.get_method_name(10_000) == torch_fn(10_000) == "no_method_name"
+    assert rendezvous.get_method_name(10_000) == torch_fn(10_000) == "no_method_name"
 
 
 def test_rdzv_events_patch_the_rendezvous_module(mem: Memory) -> None:
     from torch.distributed.elastic.rendezvous import dynamic_rendezvous
 
+    integration.uninstall()
     original = dynamic_rendezvous.construct_and_record_rdzv_event
-    assert torch_integration.install(rdzv_events=True)
+    torch_get_method_name = dynamic_rendezvous.get_method_name
+    assert integration.install(rdzv_events=True)
     try:
-        assert dynamic_rendezvous.construct_and_record_rdzv_event is (
-            ours.construct_and_record_rdzv_event
-        )
-        assert dynamic_rendezvous.get_method_name is torch_integration.get_method_name
-        dynamic_rendezvous.construct_and_record_rdzv_event(
-            run_id="r", message="m", node_state=dynamic_rendezvous.NodeState.RUNNING, rank=0
-        )
+        assert _wrapping.is_wrapped(dynamic_rendezvous, "construct_and_record_rdzv_event")
+
+        class DynamicRendezvousHandler:  # the shape of torch's caller: _record in a method
+            def next_rendezvous(self) -> None:
+                self._record("m")
+
+            def _record(self, message: str) -> None:
+                dynamic_rendezvous.construct_and_record_rdzv_event(
+                    name=f"{type(self).__name__}.{dynamic_rendezvous.get_method_name()}",
+                    run_id="r",
+                    message=message,
+                    node_state=dynamic_rendezvous.NodeState.RUNNING,
+                    rank=0,
+                )
+
+        DynamicRendezvousHandler().next_rendezvous()
         (record,) = mem.log_records()
+        # The same name torch's inspect.stack() gives: file of _record, method calling it.
         assert record.log_record.event_name == (
-            "test_torch_integration.py:test_rdzv_events_patch_the_rendezvous_module"
+            "test_torch_integration.py:DynamicRendezvousHandler.next_rendezvous"
         )
     finally:
-        torch_integration.uninstall()
+        integration.uninstall()
     assert dynamic_rendezvous.construct_and_record_rdzv_event is original
+    assert dynamic_rendezvous.get_method_name is torch_get_method_name
+
+
+def test_a_failed_gate_switches_one_patch_off_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A torch without what a patch needs: one warning naming the version; nothing raised."""
+    old_torch_module = ModuleType("dynamic_rendezvous")  # no get_method_name
+    old_torch_module.construct_and_record_rdzv_event = lambda *a, **k: None  # type: ignore[attr-defined]
+    _features._warned.discard(rendezvous.WHAT)
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"):
+        rendezvous.patch(old_torch_module)
+        rendezvous.patch(old_torch_module)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    version = _features.torch_version()
+    assert warning.startswith(
+        f"torchelastic-otel: fast rendezvous events is switched off on torch {version}"
+    )
+    assert "get_method_name" in warning
+    assert not _wrapping.is_wrapped(old_torch_module, "construct_and_record_rdzv_event")
+
+    agent_module = ModuleType("local_elastic_agent")
+    agent_module.LocalElasticAgent = type("LocalElasticAgent", (), {})  # type: ignore[attr-defined]
+    _features._warned.discard(agent.WHAT)
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"):
+        caplog.clear()
+        agent.patch(agent_module)
+    assert "_monitor_workers, _record_worker_events" in caplog.text
+
+
+def test_a_half_imported_module_is_patched_on_the_first_event() -> None:
+    """The entry point runs inside the agent module's import: patch on the first event."""
+    name = "tests_fake_half_imported"
+    module = ModuleType(name)
+    module.__spec__ = SimpleNamespace(_initializing=True)  # type: ignore[assignment]
+    sys.modules[name] = module
+    seen: list[str] = []
+    try:
+        _imports.when_imported(name, lambda m: seen.append(m.__name__), ["tests-first-event"])
+        logger = logging.getLogger("tests-first-event")
+        assert seen == []
+        logger.warning("first")
+        logger.warning("second")
+        assert seen == [name]
+        assert not logger.filters  # gone after the first event
+    finally:
+        del sys.modules[name]
 
 
 def test_when_imported_runs_after_a_later_import(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
     name = "json.tool"
     monkeypatch.delitem(sys.modules, name, raising=False)
-    torch_integration.when_imported(name, lambda m: seen.append(m.__name__))
+    _imports.when_imported(name, lambda m: seen.append(m.__name__))
     assert seen == []
     import json.tool  # noqa: F401
 
     assert seen == ["json.tool"]
-    torch_integration.when_imported(name, lambda m: seen.append("now"))
+    _imports.when_imported(name, lambda m: seen.append("now"))
     assert seen == ["json.tool", "now"]

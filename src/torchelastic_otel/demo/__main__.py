@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return job.returncode
 
+    from torchelastic_otel.demo.collector import run_rotel
     from torchelastic_otel.otlp_data import write_otlp_json
     from torchelastic_otel.receiver import OtlpHttpReceiver
-    from torchelastic_otel.rotel import run_rotel
     from torchelastic_otel.timeline.html import write_html
     from torchelastic_otel.timeline.model import build_timelines
     from torchelastic_otel.timeline.terminal import print_timelines

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchelastic_otel.rotel import free_port
+from torchelastic_otel.demo.collector import free_port
 
 
 @dataclass

@@ -32,7 +32,7 @@ import logging
 import os
 import sys
 import threading
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Optional
 
 from torchelastic_otel.events.handlers import (
@@ -190,23 +190,27 @@ def _hostname() -> str:
     return _fqdn
 
 
-def _caller_file_and_function(frame_depth: int) -> tuple[str, str]:
-    """Return the basename of the file and the function ``frame_depth`` frames up.
+def _file_and_function(code: CodeType | None) -> tuple[str, str]:
+    """The basename of ``code``'s file and its function name.
 
-    Gives what ``inspect.stack()[frame_depth]`` gives (``inspect`` maps a ``.pyc``
-    file to its ``.py`` source) without building the whole stack or touching source
-    files, so the cost is constant in the stack depth.
+    Gives what ``inspect.stack()[n]`` gives for that frame (``inspect`` maps a
+    ``.pyc`` file to its ``.py`` source) without building the whole stack or
+    touching source files, so the cost is constant in the stack depth.
     """
-    try:
-        frame = sys._getframe(frame_depth + 1)
-    except ValueError:
+    if code is None:
         return "no_file", ""
-    code = frame.f_code
-    del frame  # do not keep the caller's frame (and its locals) alive
     filename = code.co_filename
     if filename.endswith(".pyc") and os.path.exists(filename[:-1]):
         filename = filename[:-1]
     return os.path.basename(filename), code.co_name
+
+
+def _caller_code(frame_depth: int) -> CodeType | None:
+    """The code of the frame ``frame_depth`` above the caller of this function."""
+    try:
+        return sys._getframe(frame_depth + 1).f_code
+    except ValueError:
+        return None
 
 
 def construct_and_record_rdzv_event(
@@ -262,15 +266,45 @@ def construct_and_record_rdzv_event(
     # We don't want to perform an extra computation if not needed.
     if isinstance(get_logging_handler("dynamic_rendezvous"), logging.NullHandler):
         return
+    _construct_and_record(
+        _caller_code(1),
+        run_id,
+        message,
+        node_state,
+        name,
+        hostname,
+        pid,
+        master_endpoint,
+        local_id,
+        rank,
+    )
 
+
+def _construct_and_record(
+    caller: CodeType | None,
+    run_id: str,
+    message: str,
+    node_state: NodeState,
+    name: str = "",
+    hostname: str = "",
+    pid: Optional[int] = None,
+    master_endpoint: str = "",
+    local_id: Optional[int] = None,
+    rank: Optional[int] = None,
+) -> None:
+    """:func:`construct_and_record_rdzv_event` for a known caller (its code object).
+
+    Also what the torchrun integration calls in place of torch's function, naming
+    the rendezvous' frame itself, wherever its wrapper sits in the stack.
+    """
     if not hostname:
         hostname = _hostname()
     if not pid:
         pid = os.getpid()
 
-    filename, caller = _caller_file_and_function(1)
+    filename, function = _file_and_function(caller)
     if not name:
-        name = caller
+        name = function
 
     error_trace = ""
     if node_state == NodeState.FAILED:

@@ -7,8 +7,8 @@ same dict with the same three built-in destinations, created the same way, so
 On top of torch's fixed dict this module adds a registry: ``register_handler``
 takes a handler or a zero-argument factory. A factory runs on the first
 ``get_logging_handler(destination)`` call, so registering a destination whose
-handler is expensive to build (``otel`` imports the OpenTelemetry SDK) costs
-nothing until it is used.
+handler is expensive to build costs nothing until it is used. (The package root
+registers ``otel`` this way; this package itself knows nothing of OpenTelemetry.)
 
 Example::
 
@@ -38,17 +38,8 @@ _log_handlers: dict[str, logging.Handler] = {
 
 HandlerFactory = Callable[[], logging.Handler]
 
-
-def _otel_handler() -> logging.Handler:
-    # Imported on first use only: `import torchelastic_otel.events` stays free of
-    # OpenTelemetry, and so does any process that never records to "otel".
-    from torchelastic_otel.otel.handler import OtelHandler
-
-    return OtelHandler()
-
-
 # Destinations registered with a factory and not created yet.
-_handler_factories: dict[str, HandlerFactory] = {"otel": _otel_handler}
+_handler_factories: dict[str, HandlerFactory] = {}
 _create_lock = threading.Lock()
 
 

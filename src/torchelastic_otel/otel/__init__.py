@@ -2,8 +2,14 @@
 
 ``record(event, "otel")`` works with no set-up: the destination reads the standard
 ``OTEL_*`` environment variables on first use (see docs/configuration.md).
-``configure()`` is the programmatic alternative. Importing this package does not
-import the OpenTelemetry SDK; the export worker does, on the first event.
+``configure()`` is the programmatic alternative; :class:`Pipeline` and :func:`use`
+plug exporters in. Importing this package does not import the OpenTelemetry SDK;
+the export worker does, on the first event.
+
+The data path, one module each: ``handler`` (the caller's side) → ``_worker``
+(bounded queue, thread, exit bound, the books in ``_ledger``) → ``_stage``
+(``mapping`` → ``spans`` → sinks) → ``sinks`` (one per signal: the application's
+providers, SDK providers of ours, or the protobuf fast path) → ``_exporters``.
 
 Example::
 
@@ -17,10 +23,21 @@ Example::
 from collections.abc import Mapping
 from typing import Any
 
-from torchelastic_otel.otel import pipeline
+from torchelastic_otel.otel import _pipeline
+from torchelastic_otel.otel._ledger import DROP_REASONS
+from torchelastic_otel.otel._pipeline import Pipeline, use
 from torchelastic_otel.otel.settings import check_protocol
 
-__all__ = ["configure", "drop_counts", "exported_counts", "force_flush", "shutdown"]
+__all__ = [
+    "DROP_REASONS",
+    "Pipeline",
+    "configure",
+    "drop_counts",
+    "exported_counts",
+    "force_flush",
+    "shutdown",
+    "use",
+]
 
 
 def configure(
@@ -35,11 +52,14 @@ def configure(
     max_queue_size: int | None = None,
     schedule_delay_ms: int | None = None,
     shutdown_timeout_ms: int | None = None,
+    shutdown_max_ms: int | None = None,
     use_global_providers: bool | None = None,
 ) -> None:
     """Configure the ``otel`` destination in code; unset arguments keep env/defaults.
 
-    Calling it again replaces the pipeline (the old one is flushed within its bound).
+    Takes effect at once, also after events were recorded: the current pipeline
+    is replaced by a new one with these settings (the old one is flushed within
+    its bound, and nothing recorded meanwhile is lost).
 
     Args:
         endpoint: collector address, e.g. ``http://127.0.0.1:4317`` (gRPC) or
@@ -52,7 +72,9 @@ def configure(
         resource_attributes: more resource attributes.
         max_queue_size: events held waiting for export before new ones are dropped.
         schedule_delay_ms: longest wait between exports.
-        shutdown_timeout_ms: bound on the flush at exit.
+        shutdown_timeout_ms: how long the exit waits for a collector that
+            acknowledges nothing.
+        shutdown_max_ms: the hard cap on the exit flush.
         use_global_providers: use global OpenTelemetry providers when the
             application installed them (default ``True``).
 
@@ -68,6 +90,7 @@ def configure(
         "max_queue_size": _positive(max_queue_size, "max_queue_size"),
         "schedule_delay_ms": _positive(schedule_delay_ms, "schedule_delay_ms"),
         "shutdown_timeout_ms": shutdown_timeout_ms,
+        "shutdown_max_ms": shutdown_max_ms,
         "use_global_providers": use_global_providers,
     }
     if protocol is not None:
@@ -76,9 +99,8 @@ def configure(
         )
     if headers is not None:
         overrides["logs_headers"] = overrides["traces_headers"] = dict(headers)
-    pipeline._overrides.clear()
-    pipeline._overrides.update({k: v for k, v in overrides.items() if v is not None})
-    pipeline.replace_current()
+    _pipeline.set_overrides(overrides)
+    _pipeline.replace()
 
 
 def _positive(value: int | None, name: str) -> int | None:
@@ -91,25 +113,26 @@ def drop_counts() -> dict[str, int]:
     """Events lost so far in this process, by reason; all zero when nothing was lost.
 
     Reasons: ``queue_full``, ``invalid``, ``export_failed_logs``,
-    ``export_failed_spans``, ``shutdown_logs``, ``shutdown_spans``, ``disabled``. Events
-    and log records are one to one; spans are counted apart.
+    ``export_failed_spans``, ``export_failed_metrics``, ``shutdown_logs``,
+    ``shutdown_spans``, ``disabled``. Events are counted under the ``*_logs``
+    reasons; spans and metric exports apart.
     """
-    return pipeline.current().drop_counts()
+    return _pipeline.current().drop_counts()
 
 
 def exported_counts() -> dict[str, int]:
-    """Log records and spans the collector accepted so far in this process."""
-    return pipeline.current().exported_counts()
+    """Events (as log records), spans and metric exports the collector accepted so far."""
+    return _pipeline.current().exported_counts()
 
 
 def force_flush(timeout_s: float = 5.0) -> bool:
     """Export everything recorded so far; ``False`` if ``timeout_s`` ran out first."""
-    return pipeline.current().force_flush(timeout_s)
+    return _pipeline.current().force_flush(timeout_s)
 
 
 def shutdown(timeout_ms: int | None = None) -> None:
-    """Flush and stop now, within ``timeout_ms`` (default: the configured bound).
+    """Flush and stop now (see :meth:`Pipeline.shutdown` for the bound).
 
     Open spans are ended and marked unfinished. Runs by itself at exit.
     """
-    pipeline.current().shutdown(timeout_ms)
+    _pipeline.current().shutdown(timeout_ms)

@@ -14,33 +14,46 @@ Example::
 
 import hashlib
 import json
+import math
 import re
-import signal
 from dataclasses import dataclass, field
 from typing import Any
 
 from torchelastic_otel.events import Event, RdzvEvent
-
-# The three keys present on every record and span, spelled as users query them.
-RUN_ID = "run_id"
-RANK = "rank"
-NODE_STATE = "node_state"
-
-PREFIX = "torchelastic."
-EVENT_KIND = "torchelastic.event.kind"
-
-# SeverityNumber values from the OpenTelemetry logs data model.
-SEVERITY_INFO = 9
-SEVERITY_WARN = 13
-SEVERITY_ERROR = 17
-SEVERITY_TEXT = {SEVERITY_INFO: "INFO", SEVERITY_WARN: "WARN", SEVERITY_ERROR: "ERROR"}
-
-UNKNOWN_RUN_ID = "unknown"
-UNKNOWN_RANK = -1
-UNKNOWN_STATE = "UNKNOWN"
-
-WARN_STATES = frozenset({"UNHEALTHY", "TERMINATED"})
-FINAL_WORKER_STATES = frozenset({"SUCCEEDED", "FAILED", "TERMINATED", "UNHEALTHY"})
+from torchelastic_otel.semconv import (
+    EVENT_KIND,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+    EXIT_CODE,
+    HOST_NAME,
+    KIND_AGENT,
+    KIND_RENDEZVOUS,
+    LOCAL_ID,
+    MASTER_ENDPOINT,
+    MESSAGE,
+    METADATA,
+    NAME,
+    NODE_STATE,
+    PREFIX,
+    PROCESS_PID,
+    RANK,
+    RENDEZVOUS_FAILURE,
+    RUN_ID,
+    SEVERITY_ERROR,
+    SEVERITY_INFO,
+    SEVERITY_WARN,
+    SIGNAL,
+    SOURCE,
+    STATE_FAILED,
+    TIMESTAMP,
+    UNKNOWN_RANK,
+    UNKNOWN_RUN_ID,
+    UNKNOWN_STATE,
+    WARN_STATES,
+    WORKER_FAILURE,
+    describe_exit,
+)
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -51,7 +64,7 @@ AttrValue = str | bool | int | float | list[str] | list[bool] | list[int] | list
 class MappedEvent:
     """One event, ready to become a log record (and to drive the span state machine)."""
 
-    kind: str  # "agent" or "rendezvous"
+    kind: str  # KIND_AGENT or KIND_RENDEZVOUS
     event_name: str
     body: str
     severity: int
@@ -127,16 +140,33 @@ def map_event(event: Event | RdzvEvent) -> MappedEvent:
 
 def _valid_utf8(m: MappedEvent) -> MappedEvent:
     """Escape lone surrogates, which Python strings allow and OTLP (UTF-8) does not."""
-    texts = [m.event_name, m.body, *(v for v in m.attributes.values() if isinstance(v, str))]
+    values = [v for value in m.attributes.values() for v in _strings(value)]
+    # Each text alone: joined, a lone high surrogate and a lone low one would pair up.
+    texts = [m.event_name, m.body, *m.attributes, *values]
     try:
-        "".join(texts).encode("utf-8")
+        for text in texts:
+            text.encode("utf-8")
     except UnicodeEncodeError:
         m.event_name, m.body = _utf8(m.event_name), _utf8(m.body)
-        m.attributes = {
-            _utf8(k): _utf8(v) if isinstance(v, str) else v for k, v in m.attributes.items()
-        }
+        m.attributes = {_utf8(k): _utf8_value(v) for k, v in m.attributes.items()}
         m.exception = {k: _utf8(v) for k, v in m.exception.items()}
     return m
+
+
+def _strings(value: AttrValue) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _utf8_value(value: AttrValue) -> AttrValue:
+    if isinstance(value, str):
+        return _utf8(value)
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return [_utf8(str(v)) for v in value]
+    return value
 
 
 def _utf8(text: str) -> str:
@@ -149,28 +179,26 @@ def _map_rdzv(event: RdzvEvent) -> MappedEvent:
         RUN_ID: _run_id(event.run_id),
         RANK: _int_or(event.rank, UNKNOWN_RANK),
         NODE_STATE: state,
-        EVENT_KIND: "rendezvous",
+        EVENT_KIND: KIND_RENDEZVOUS,
     }
-    _put(attrs, "host.name", event.hostname)
-    _put(attrs, "process.pid", event.pid)
-    _put(attrs, "torchelastic.name", event.name)
-    _put(attrs, "torchelastic.message", event.message)
-    _put(attrs, "torchelastic.master_endpoint", event.master_endpoint)
-    _put(attrs, "torchelastic.local_id", event.local_id)
+    _put(attrs, HOST_NAME, event.hostname)
+    _put(attrs, PROCESS_PID, event.pid)
+    _put(attrs, NAME, event.name)
+    _put(attrs, MESSAGE, event.message)
+    _put(attrs, MASTER_ENDPOINT, event.master_endpoint)
+    _put(attrs, LOCAL_ID, event.local_id)
     exc = (
-        exception_from_text(str(event.error_trace), "torchelastic.RendezvousFailure")
-        if event.error_trace
-        else {}
+        exception_from_text(str(event.error_trace), RENDEZVOUS_FAILURE) if event.error_trace else {}
     )
-    if state == "FAILED" and not exc:
-        exc = {"exception.type": "torchelastic.RendezvousFailure"}
-        _put_str(exc, "exception.message", event.message)
+    if state == STATE_FAILED and not exc:
+        exc = {EXCEPTION_TYPE: RENDEZVOUS_FAILURE}
+        _put_str(exc, EXCEPTION_MESSAGE, event.message)
     attrs.update(exc)
     return MappedEvent(
-        kind="rendezvous",
+        kind=KIND_RENDEZVOUS,
         event_name=_text(event.name),
         body=_text(event.message),
-        severity=SEVERITY_ERROR if state == "FAILED" else SEVERITY_INFO,
+        severity=SEVERITY_ERROR if state == STATE_FAILED else SEVERITY_INFO,
         attributes=attrs,
         timestamp_ns=None,
         exception=exc,
@@ -186,40 +214,53 @@ def _map_agent(event: Event) -> MappedEvent:
         RUN_ID: _run_id(md.get("run_id")),
         RANK: rank,
         NODE_STATE: state,
-        EVENT_KIND: "agent",
+        EVENT_KIND: KIND_AGENT,
     }
-    _put(attrs, "torchelastic.name", event.name)
-    _put(attrs, "torchelastic.source", _enum_value(event.source))
+    _put(attrs, NAME, event.name)
+    _put(attrs, SOURCE, _enum_value(event.source))
     ts = event.timestamp if isinstance(event.timestamp, (int, float)) else 0
     if ts and not isinstance(ts, bool):
-        attrs["torchelastic.timestamp"] = ts
+        _put(attrs, TIMESTAMP, ts)
     for raw_key, value in md.items():
         key = str(raw_key)
         if key in ("run_id", "state"):
             continue
         if key == "hostname":
-            _put(attrs, "host.name", value)
+            _put(attrs, HOST_NAME, value)
         elif key == "metadata" and isinstance(value, str):
             _put_nested(attrs, value)
         elif key != "raw_error":
             _put(attrs, PREFIX + key, value)
-    exc = _agent_exception(md.get("raw_error"), state, attrs.get("torchelastic.metadata.exit_code"))
+    exit_code = attrs.get(EXIT_CODE)
+    exc = _agent_exception(md.get("raw_error"), state, exit_code)
+    if isinstance(exit_code, int) and not isinstance(exit_code, bool):
+        _put(attrs, SIGNAL, describe_exit(exit_code)[1])
     attrs.update(exc)
-    if state == "FAILED":
+    if state == STATE_FAILED:
         severity = SEVERITY_ERROR
     elif state in WARN_STATES:
         severity = SEVERITY_WARN
     else:
         severity = SEVERITY_INFO
     return MappedEvent(
-        kind="agent",
+        kind=KIND_AGENT,
         event_name=_text(event.name),
         body=_text(event.name),
         severity=severity,
         attributes=attrs,
-        timestamp_ns=int(ts * 1_000_000) if ts and not isinstance(ts, bool) else None,
+        timestamp_ns=_time_ns(ts),
         exception=exc,
     )
+
+
+def _time_ns(ts_ms: Any) -> int | None:
+    """The event's own time in ns, if it is one OTLP can carry (after 1970, 64-bit)."""
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, (int, float)):
+        return None
+    if isinstance(ts_ms, float) and not math.isfinite(ts_ms):
+        return None
+    ns = int(ts_ms * 1_000_000)
+    return ns if 0 < ns <= _INT64_MAX else None
 
 
 # The last line of a Python traceback: "pkg.module.SomeError: message" (message optional).
@@ -233,52 +274,42 @@ _NO_ERROR_FILE = "<NONE>"  # torch's error_file_data when a worker wrote none
 def _agent_exception(raw_error: Any, state: str, exit_code: Any) -> dict[str, str]:
     exc: dict[str, str] = {}
     if isinstance(raw_error, str) and raw_error:
-        exc = exception_from_text(raw_error, "torchelastic.WorkerFailure")
-    elif state == "FAILED":
-        exc = {"exception.type": "torchelastic.WorkerFailure"}
+        exc = exception_from_text(raw_error, WORKER_FAILURE)
+    elif state == STATE_FAILED:
+        exc = {EXCEPTION_TYPE: WORKER_FAILURE}
     # No error file (the worker did not use torch's @record, or was killed): the
     # exit code is all there is, and says whether a signal ended it.
-    no_message = exc and exc.get("exception.message", _NO_ERROR_FILE) == _NO_ERROR_FILE
+    no_message = exc and exc.get(EXCEPTION_MESSAGE, _NO_ERROR_FILE) == _NO_ERROR_FILE
     if no_message and isinstance(exit_code, int) and not isinstance(exit_code, bool):
-        exc["exception.message"] = _describe_exit(exit_code)
+        exc[EXCEPTION_MESSAGE] = describe_exit(exit_code)[0]
     return exc
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"exited with code {code} (killed by {name})"
-    return f"exited with code {code}"
 
 
 def exception_from_text(text: str, default_type: str) -> dict[str, str]:
     """``exception.type/message/stacktrace`` from a traceback or torch's error-file JSON."""
-    exc: dict[str, str] = {"exception.stacktrace": text}
+    exc: dict[str, str] = {EXCEPTION_STACKTRACE: text}
     payload = _json_object(text)
     if payload is not None:
         message = payload.get("message", payload)
         if isinstance(message, dict):
-            _put_str(exc, "exception.message", message.get("message"))
+            _put_str(exc, EXCEPTION_MESSAGE, message.get("message"))
             extra = message.get("extraInfo")
             if isinstance(extra, dict) and isinstance(extra.get("py_callstack"), str):
-                exc["exception.stacktrace"] = extra["py_callstack"]
+                exc[EXCEPTION_STACKTRACE] = extra["py_callstack"]
         else:
-            _put_str(exc, "exception.message", message)
-        parsed = _parse_last_line(exc["exception.stacktrace"])
-        exc["exception.type"] = parsed[0] if parsed else default_type
+            _put_str(exc, EXCEPTION_MESSAGE, message)
+        parsed = _parse_last_line(exc[EXCEPTION_STACKTRACE])
+        exc[EXCEPTION_TYPE] = parsed[0] if parsed else default_type
         return exc
     parsed = _parse_last_line(text)
     if parsed:
-        exc["exception.type"] = parsed[0]
-        _put_str(exc, "exception.message", parsed[1])
+        exc[EXCEPTION_TYPE] = parsed[0]
+        _put_str(exc, EXCEPTION_MESSAGE, parsed[1])
     else:
-        exc["exception.type"] = default_type
+        exc[EXCEPTION_TYPE] = default_type
         last = _last_line(text)
         if last:
-            exc["exception.message"] = last
+            exc[EXCEPTION_MESSAGE] = last
     return exc
 
 
@@ -310,12 +341,12 @@ def _json_object(text: str) -> dict[str, Any] | None:
 def _put_nested(attrs: dict[str, AttrValue], text: str) -> None:
     nested = _json_object(text)
     if nested is None:
-        _put(attrs, "torchelastic.metadata", text)
+        _put(attrs, METADATA, text)
         return
     for key, value in nested.items():
         # torch's agent writes these as one-element tuples: `(worker.local_rank,)`.
         unwrapped = value[0] if isinstance(value, list) and len(value) == 1 else value
-        _put(attrs, f"torchelastic.metadata.{key}", unwrapped)
+        _put(attrs, f"{METADATA}.{key}", unwrapped)
 
 
 def _put(attrs: dict[str, AttrValue], key: str, value: Any) -> None:
@@ -374,12 +405,19 @@ def _run_id(value: Any) -> str:
     return text if text else UNKNOWN_RUN_ID
 
 
+def is_int64(value: Any) -> bool:
+    """An int (not a bool) that OTLP can carry as one (64-bit)."""
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX
+    )
+
+
 def _int_or(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    return value if is_int64(value) else default
 
 
 def _first_int(*values: Any) -> int:
     for value in values:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if is_int64(value):
+            return int(value)
     return UNKNOWN_RANK

@@ -41,6 +41,8 @@ class Settings:
     logs_batch_size: int = 512
     spans_batch_size: int = 512
     shutdown_timeout_ms: int = 1000
+    shutdown_max_ms: int = 20_000
+    fast_path: bool = True
     warning_interval_s: float = 60.0
     use_global_providers: bool = True
     # None: the exporter reads OTEL_EXPORTER_OTLP_*COMPRESSION itself.
@@ -84,6 +86,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         shutdown_timeout_ms=_positive_int(
             env, ev.TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS, default.shutdown_timeout_ms, zero=True
         ),
+        shutdown_max_ms=_positive_int(
+            env, ev.TORCHELASTIC_OTEL_SHUTDOWN_MAX_MS, default.shutdown_max_ms, zero=True
+        ),
+        fast_path=_boolean(env, ev.TORCHELASTIC_OTEL_FAST_PATH, default.fast_path),
         warning_interval_s=float(
             _positive_int(
                 env,
@@ -154,6 +160,21 @@ def _headers(env: Mapping[str, str], name: str) -> dict[str, str] | None:
             "is" if one else "are",
         )
     return headers
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    _log.warning("ignoring %s=%r: not true or false; using %s", name, value, str(default).lower())
+    return default
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, zero: bool = False) -> int:

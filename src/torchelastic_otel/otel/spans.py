@@ -10,66 +10,55 @@ from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
 
 from torchelastic_otel.otel.mapping import (
-    FINAL_WORKER_STATES,
-    NODE_STATE,
-    RANK,
-    RUN_ID,
-    UNKNOWN_RANK,
-    UNKNOWN_STATE,
     AttrValue,
     MappedEvent,
+    is_int64,
     job_span_id_for_run,
     trace_id_for_run,
 )
-
-JOB_SPAN = "torchelastic.job"
-NODE_SPAN = "torchelastic.node"
-ROUND_SPAN = "torchelastic.rendezvous"
-AGENT_SPAN_PREFIX = "torchelastic.agent."
-WORKER_SPAN = "torchelastic.worker"
-
-END_REASON = "torchelastic.end_reason"
-UNFINISHED = "torchelastic.unfinished"
+from torchelastic_otel.otel.sinks import SpanSink
+from torchelastic_otel.semconv import (
+    AGENT_SPAN_PREFIX,
+    DURATION_MS,
+    END_REASON,
+    END_RESTARTED,
+    END_SHUTDOWN,
+    EXCEPTION_EVENT,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_PREFIX,
+    FINAL_WORKER_STATES,
+    GLOBAL_RANK,
+    HOST_NAME,
+    JOB_SPAN,
+    KIND_RENDEZVOUS,
+    MESSAGE,
+    NAME,
+    NODE_SPAN,
+    NODE_STATE,
+    RANK,
+    ROUND,
+    ROUND_SPAN,
+    RUN_ID,
+    SOURCE,
+    SOURCE_WORKER,
+    STATE_FAILED,
+    STATE_INIT,
+    STATE_RENDEZVOUS,
+    STATE_START,
+    STATE_SUCCEEDED,
+    STATE_TERMINATED,
+    UNFINISHED,
+    UNKNOWN_RANK,
+    UNKNOWN_STATE,
+    WORKER_ID,
+    WORKER_SPAN,
+)
 
 _ROUND_IN_MESSAGE = re.compile(r"\bround (\d+)\b")
 _NEXT_RENDEZVOUS = "next_rendezvous"
-
-
-class ForcedIdGenerator(IdGenerator):
-    """Random ids, except for the one span whose ids are fixed in advance (the job span).
-
-    Wraps the tracer's own generator so that a user's provider keeps its behaviour.
-    """
-
-    def __init__(self, inner: IdGenerator | None = None) -> None:
-        self._inner = inner or RandomIdGenerator()
-        self._next: tuple[int, int] | None = None
-
-    def force_next(self, trace_id: int, span_id: int) -> None:
-        """Make the next root span use these ids."""
-        self._next = (trace_id, span_id)
-
-    def generate_trace_id(self) -> int:
-        """The forced trace id if one is pending, else the inner generator's."""
-        if self._next is not None:
-            return self._next[0]
-        return self._inner.generate_trace_id()
-
-    def generate_span_id(self) -> int:
-        """The forced span id if one is pending (consuming it), else the inner one's."""
-        if self._next is not None:
-            span_id = self._next[1]
-            self._next = None
-            return span_id
-        return self._inner.generate_span_id()
-
-    def is_trace_id_random(self) -> bool:
-        """Forced trace ids are hashes of the run id, not random."""
-        return False
 
 
 @dataclass
@@ -88,19 +77,15 @@ class SpanStateMachine:
     """Builds the span tree of docs/mapping.md from a stream of mapped events.
 
     Args:
-        tracer: where spans go; its ``id_generator`` is wrapped (when it has one,
-            as the SDK's does) so that the job span gets its deterministic id.
+        sink: the tracer spans start on, and its id generator when the job
+            span's deterministic ids can be forced (without one, no job span).
         host_name: this node's name, for the node span.
     """
 
-    def __init__(self, tracer: trace.Tracer, host_name: str) -> None:
-        self._tracer = tracer
+    def __init__(self, sink: SpanSink, host_name: str) -> None:
+        self._tracer = sink.tracer
+        self._ids = sink.ids
         self._host = host_name
-        self._ids: ForcedIdGenerator | None = None
-        inner = getattr(tracer, "id_generator", None)
-        if isinstance(inner, IdGenerator):
-            self._ids = ForcedIdGenerator(inner)
-            tracer.id_generator = self._ids  # type: ignore[attr-defined]
         self._runs: dict[str, _Run] = {}
 
     def on_event(self, m: MappedEvent, t_ns: int) -> Context:
@@ -110,7 +95,7 @@ class SpanStateMachine:
         if m.rank not in (UNKNOWN_RANK, run.rank):
             run.rank = m.rank
             run.node.set_attribute(RANK, m.rank)
-        if m.kind == "rendezvous":
+        if m.kind == KIND_RENDEZVOUS:
             return self._on_rdzv(run, m, t_ns)
         return self._on_agent(run, m, t_ns, duration_ns)
 
@@ -119,12 +104,12 @@ class SpanStateMachine:
         for run in self._runs.values():
             for span in [*run.workers.values(), run.round]:
                 if span is not None:
-                    span.set_attributes({UNFINISHED: True, END_REASON: "shutdown"})
+                    span.set_attributes({UNFINISHED: True, END_REASON: END_SHUTDOWN})
                     span.end(end_time=t_ns)
             run.workers.clear()
             run.round = None
             run.node.set_attribute(NODE_STATE, run.agent_state)
-            if run.agent_state == "FAILED":
+            if run.agent_state == STATE_FAILED:
                 run.node.set_status(Status(StatusCode.ERROR, "agent FAILED"))
             run.node.end(end_time=t_ns)
             if run.rank == 0:
@@ -134,9 +119,9 @@ class SpanStateMachine:
     # --- per kind -------------------------------------------------------------------
 
     def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> Context:
-        name = str(m.attributes.get("torchelastic.name", m.event_name))
+        name = str(m.attributes.get(NAME, m.event_name))
         is_next = name.endswith(_NEXT_RENDEZVOUS)
-        failed = m.node_state == "FAILED"
+        failed = m.node_state == STATE_FAILED
         if run.round is None and is_next and not failed:
             run.round = self._start(ROUND_SPAN, run, t_ns, m.node_state)
         span = run.round
@@ -144,7 +129,7 @@ class SpanStateMachine:
             return trace.set_span_in_context(run.node)
         ctx = trace.set_span_in_context(span)
         event_attrs: dict[str, AttrValue] = {
-            "torchelastic.message": m.body,
+            MESSAGE: m.body,
             NODE_STATE: m.node_state,
             RANK: m.rank,
         }
@@ -153,10 +138,10 @@ class SpanStateMachine:
             _fail(span, m, t_ns)
             run.round = None
         elif is_next and m.rank != UNKNOWN_RANK:
-            attrs: dict[str, str | int] = {RANK: m.rank, NODE_STATE: "SUCCEEDED"}
+            attrs: dict[str, str | int] = {RANK: m.rank, NODE_STATE: STATE_SUCCEEDED}
             found = _ROUND_IN_MESSAGE.search(m.body)
-            if found:
-                attrs["torchelastic.round"] = int(found.group(1))
+            if found and is_int64(int(found.group(1))):
+                attrs[ROUND] = int(found.group(1))
             span.set_attributes(attrs)
             span.end(end_time=t_ns)
             run.round = None
@@ -164,18 +149,18 @@ class SpanStateMachine:
 
     def _on_agent(self, run: _Run, m: MappedEvent, t_ns: int, duration_ns: int) -> Context:
         state = m.node_state
-        worker_id = m.attributes.get("torchelastic.worker_id")
-        is_worker = m.attributes.get("torchelastic.source") == "WORKER" and worker_id
+        worker_id = m.attributes.get(WORKER_ID)
+        is_worker = m.attributes.get(SOURCE) == SOURCE_WORKER and worker_id
         if not is_worker:
             run.agent_state = state
             run.node.set_attribute(NODE_STATE, state)
-        if duration_ns or "torchelastic.duration_ms" in m.attributes:
+        if duration_ns or DURATION_MS in m.attributes:
             start = t_ns - duration_ns
-            if state == "RENDEZVOUS":
-                self._end_workers(run, start, "restarted")
+            if state == STATE_RENDEZVOUS:
+                self._end_workers(run, start, END_RESTARTED)
             span = self._start(AGENT_SPAN_PREFIX + state, run, start, state)
             span.set_attributes(_span_copy(m, run))
-            if state == "FAILED":
+            if state == STATE_FAILED:
                 _fail(span, m, t_ns)
             else:
                 span.end(end_time=t_ns)
@@ -187,11 +172,11 @@ class SpanStateMachine:
     def _on_worker(self, run: _Run, m: MappedEvent, t_ns: int, worker_id: str) -> Context:
         state = m.node_state
         span = run.workers.get(worker_id)
-        if state == "START" or span is None:
+        if state == STATE_START or span is None:
             if span is not None:  # a second START for one process: close the first
-                span.set_attribute(END_REASON, "restarted")
+                span.set_attribute(END_REASON, END_RESTARTED)
                 span.end(end_time=t_ns)
-            global_rank = m.attributes.get("torchelastic.global_rank", "?")
+            global_rank = m.attributes.get(GLOBAL_RANK, "?")
             span = self._start(f"{WORKER_SPAN} {global_rank}", run, t_ns, state)
             span.set_attributes(_span_copy(m, run))
             run.workers[worker_id] = span
@@ -199,7 +184,7 @@ class SpanStateMachine:
         if state in FINAL_WORKER_STATES:
             span.set_attributes(_span_copy(m, run))
             span.set_attribute(END_REASON, state.lower())
-            if state == "FAILED":
+            if state == STATE_FAILED:
                 _fail(span, m, t_ns)
             else:
                 span.end(end_time=t_ns)
@@ -226,8 +211,8 @@ class SpanStateMachine:
             attributes={
                 RUN_ID: run_id,
                 RANK: UNKNOWN_RANK,
-                NODE_STATE: "INIT",
-                "host.name": self._host,
+                NODE_STATE: STATE_INIT,
+                HOST_NAME: self._host,
             },
         )
         run = _Run(run_id=run_id, job_context=job_context, node=node, node_start_ns=t_ns)
@@ -243,14 +228,14 @@ class SpanStateMachine:
                 RUN_ID: run.run_id,
                 RANK: run.rank,
                 NODE_STATE: state,
-                "host.name": self._host,
+                HOST_NAME: self._host,
             },
         )
 
     def _end_workers(self, run: _Run, t_ns: int, reason: str) -> None:
         for span in run.workers.values():
             # Stopped by the agent for the new round, as torch calls it elsewhere.
-            span.set_attributes({END_REASON: reason, NODE_STATE: "TERMINATED"})
+            span.set_attributes({END_REASON: reason, NODE_STATE: STATE_TERMINATED})
             span.end(end_time=t_ns)
         run.workers.clear()
 
@@ -266,13 +251,13 @@ class SpanStateMachine:
             start_time=run.node_start_ns,
             attributes={RUN_ID: run.run_id, RANK: run.rank, NODE_STATE: run.agent_state},
         )
-        if run.agent_state == "FAILED":
+        if run.agent_state == STATE_FAILED:
             job.set_status(Status(StatusCode.ERROR, "job FAILED"))
         job.end(end_time=t_ns)
 
 
 def _duration_ns(m: MappedEvent) -> int:
-    value = m.attributes.get("torchelastic.duration_ms")
+    value = m.attributes.get(DURATION_MS)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return int(value * 1_000_000)
     return 0
@@ -284,16 +269,16 @@ def _span_copy(m: MappedEvent, run: _Run) -> dict[str, AttrValue]:
     An event that does not know its node's rank (torch's agent records the first
     RENDEZVOUS before it learns it) keeps the rank the node already has.
     """
-    copy = {k: v for k, v in m.attributes.items() if not k.startswith("exception.")}
+    copy = {k: v for k, v in m.attributes.items() if not k.startswith(EXCEPTION_PREFIX)}
     if m.rank == UNKNOWN_RANK:
         copy[RANK] = run.rank
     return copy
 
 
 def _fail(span: Span, m: MappedEvent, t_ns: int) -> None:
-    message = m.exception.get("exception.message") or m.body
+    message = m.exception.get(EXCEPTION_MESSAGE) or m.body
     span.set_status(Status(StatusCode.ERROR, message))
-    span.set_attribute(NODE_STATE, "FAILED")
+    span.set_attribute(NODE_STATE, STATE_FAILED)
     if m.exception:
-        span.add_event("exception", attributes=dict(m.exception), timestamp=t_ns)
+        span.add_event(EXCEPTION_EVENT, attributes=dict(m.exception), timestamp=t_ns)
     span.end(end_time=t_ns)

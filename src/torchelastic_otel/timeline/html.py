@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline.model import Bar, JobTimeline, Lane, Mark
 
 WIDTH = 1100
@@ -68,13 +69,13 @@ def _info(title: str, attributes: dict[str, Any]) -> str:
 
 
 def _bar_class(bar: Bar) -> str:
-    if bar.error or bar.state == "FAILED":
+    if bar.error or bar.state == sc.STATE_FAILED:
         return "failed"
     if bar.unfinished:
         return "unfinished"
     if bar.kind in ("round", "agent"):
         return bar.kind
-    if bar.end_reason == "restarted" or bar.state == "TERMINATED":
+    if bar.end_reason == sc.END_RESTARTED or bar.state == sc.STATE_TERMINATED:
         return "restarted"
     return "worker"
 
@@ -149,7 +150,7 @@ class _Svg:
             if bar.kind in ("round", "agent"):
                 self.bar(bar, self.y, "rdzv")
         for mark in lane.marks:
-            if mark.attributes.get("torchelastic.event.kind") == "rendezvous":
+            if mark.attributes.get(sc.EVENT_KIND) == sc.KIND_RENDEZVOUS:
                 self.mark(mark, self.y)
         self.y += ROW
         workers: dict[str, list[Bar]] = {}

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchelastic_otel import semconv as sc
 from torchelastic_otel.otlp_data import LogItem, Received, SpanItem, read_otlp_json
-
-STATUS_ERROR = 2
-SEVERITY_ERROR = 17
 
 
 @dataclass
@@ -102,7 +100,7 @@ class JobTimeline:
             out,
             key=lambda lm: (
                 lm[1].time_ns // 100_000_000,
-                "(killed by " in lm[1].label,
+                bool(lm[1].attributes.get(sc.SIGNAL)),
                 lm[1].time_ns,
             ),
         )
@@ -113,14 +111,14 @@ class JobTimeline:
         return [
             (lane, m)
             for lane, m in self.failures
-            if m.attributes.get("torchelastic.event.kind") == "agent"
+            if m.attributes.get(sc.EVENT_KIND) == sc.KIND_AGENT
         ]
 
     @property
     def restarts(self) -> int:
         """Rendezvous rounds after the first, counted on the node that had the most."""
         per_lane = [
-            sum(1 for b in lane.bars if b.kind == "agent" and b.label == "RENDEZVOUS")
+            sum(1 for b in lane.bars if b.kind == "agent" and b.label == sc.STATE_RENDEZVOUS)
             for lane in self.lanes
         ]
         return max(0, max(per_lane, default=0) - 1)
@@ -140,8 +138,8 @@ class JobTimeline:
         for lane in self.lanes:
             kind = "round" if any(b.kind == "round" for b in lane.bars) else "agent"
             for bar in sorted(lane.bars, key=lambda b: b.start_ns):
-                if bar.kind == kind and bar.label != "ASSIGN_WORKER_RANKS":
-                    result = "FAILED" if bar.error else ("open" if bar.unfinished else "ok")
+                if bar.kind == kind and bar.label != sc.STATE_ASSIGN_WORKER_RANKS:
+                    result = sc.STATE_FAILED if bar.error else ("open" if bar.unfinished else "ok")
                     out.append((lane, bar, result))
         return out
 
@@ -156,9 +154,9 @@ def build_timelines(received: Received, run_id: str | None = None) -> list[JobTi
     logs: dict[str, list[LogItem]] = defaultdict(list)
     spans: dict[str, list[SpanItem]] = defaultdict(list)
     for log in received.logs:
-        logs[str(log["attributes"].get("run_id", "unknown"))].append(log)
+        logs[str(log["attributes"].get(sc.RUN_ID, sc.UNKNOWN_RUN_ID))].append(log)
     for span in received.spans:
-        spans[str(span["attributes"].get("run_id", "unknown"))].append(span)
+        spans[str(span["attributes"].get(sc.RUN_ID, sc.UNKNOWN_RUN_ID))].append(span)
     run_ids = sorted(set(logs) | set(spans))
     if run_id is not None:
         run_ids = [r for r in run_ids if r == run_id]
@@ -167,7 +165,7 @@ def build_timelines(received: Received, run_id: str | None = None) -> list[JobTi
 
 
 def _lane_key(resource: dict[str, Any]) -> tuple[str, int]:
-    return str(resource.get("host.name", "?")), int(resource.get("process.pid", -1) or -1)
+    return str(resource.get(sc.HOST_NAME, "?")), int(resource.get(sc.PROCESS_PID, -1) or -1)
 
 
 class _Builder:
@@ -190,20 +188,20 @@ class _Builder:
     def add_span(self, s: SpanItem) -> None:
         a = s["attributes"]
         self.times += [s["start"], s["end"]]
-        if s["name"] == "torchelastic.job":
-            self.job_state = str(a.get("node_state", ""))
+        if s["name"] == sc.JOB_SPAN:
+            self.job_state = str(a.get(sc.NODE_STATE, ""))
             return
-        lane = self.lane_for(s["resource"], a.get("rank"))
-        if s["name"].startswith("torchelastic.node"):
-            lane.state = str(a.get("node_state", lane.state))
+        lane = self.lane_for(s["resource"], a.get(sc.RANK))
+        if s["name"].startswith(sc.NODE_SPAN):
+            lane.state = str(a.get(sc.NODE_STATE, lane.state))
         else:
             lane.bars.append(_bar(s))
 
     def add_log(self, log: LogItem) -> None:
         a = log["attributes"]
         self.times.append(log["time_unix_nano"])
-        lane = self.lane_for(log["resource"], a.get("rank"))
-        if log["severity_number"] >= SEVERITY_ERROR or a.get("node_state") == "FAILED":
+        lane = self.lane_for(log["resource"], a.get(sc.RANK))
+        if log["severity_number"] >= sc.SEVERITY_ERROR or a.get(sc.NODE_STATE) == sc.STATE_FAILED:
             lane.marks.append(_failure(log))
 
     def finish(self) -> list[Lane]:
@@ -228,7 +226,11 @@ def _build(run_id: str, logs: list[LogItem], spans: list[SpanItem]) -> JobTimeli
     job_state = builder.job_state
     if not job_state:
         states = {lane.state for lane in lanes}
-        job_state = "FAILED" if "FAILED" in states else (states.pop() if len(states) == 1 else "")
+        job_state = (
+            sc.STATE_FAILED
+            if sc.STATE_FAILED in states
+            else (states.pop() if len(states) == 1 else "")
+        )
     return JobTimeline(
         run_id=run_id,
         trace_id=min(trace_ids) if trace_ids else "",
@@ -267,12 +269,12 @@ def _notes(lanes: list[Lane], spans: list[SpanItem], trace_ids: set[str]) -> lis
 def _bar(s: SpanItem) -> Bar:
     a = s["attributes"]
     name = s["name"]
-    if name.startswith("torchelastic.rendezvous"):
-        kind, label = "round", f"round {a.get('torchelastic.round', '?')}"
-    elif name.startswith("torchelastic.agent."):
-        kind, label = "agent", name.removeprefix("torchelastic.agent.")
-    elif name.startswith("torchelastic.worker"):
-        kind, label = "worker", "worker " + name.removeprefix("torchelastic.worker").strip()
+    if name.startswith(sc.ROUND_SPAN):
+        kind, label = "round", f"round {a.get(sc.ROUND, '?')}"
+    elif name.startswith(sc.AGENT_SPAN_PREFIX):
+        kind, label = "agent", name.removeprefix(sc.AGENT_SPAN_PREFIX)
+    elif name.startswith(sc.WORKER_SPAN):
+        kind, label = "worker", "worker " + name.removeprefix(sc.WORKER_SPAN).strip()
     else:
         kind, label = "other", name
     return Bar(
@@ -280,10 +282,10 @@ def _bar(s: SpanItem) -> Bar:
         label=label,
         start_ns=s["start"],
         end_ns=max(s["end"], s["start"]),
-        state=str(a.get("node_state", "")),
-        error=s["status_code"] == STATUS_ERROR,
-        unfinished=bool(a.get("torchelastic.unfinished", False)),
-        end_reason=str(a.get("torchelastic.end_reason", "")),
+        state=str(a.get(sc.NODE_STATE, "")),
+        error=s["status_code"] == sc.STATUS_ERROR,
+        unfinished=bool(a.get(sc.UNFINISHED, False)),
+        end_reason=str(a.get(sc.END_REASON, "")),
         message=s["status_message"],
         attributes=dict(a),
         events=[dict(e) for e in s["events"]],
@@ -292,16 +294,16 @@ def _bar(s: SpanItem) -> Bar:
 
 def _failure(log: LogItem) -> Mark:
     a = log["attributes"]
-    who = a.get("torchelastic.global_rank")
-    subject = f"worker {who}" if who is not None else str(a.get("torchelastic.event.kind", ""))
-    message = str(a.get("exception.message") or log["body"] or log["event_name"])
-    exc_type = str(a.get("exception.type", "FAILED"))
+    who = a.get(sc.GLOBAL_RANK)
+    subject = f"worker {who}" if who is not None else str(a.get(sc.EVENT_KIND, ""))
+    message = str(a.get(sc.EXCEPTION_MESSAGE) or log["body"] or log["event_name"])
+    exc_type = str(a.get(sc.EXCEPTION_TYPE, sc.STATE_FAILED))
     what = message if message.startswith(exc_type.rsplit(".", 1)[-1]) else f"{exc_type}: {message}"
     return Mark(
         kind="failure",
         time_ns=log["time_unix_nano"],
         label=f"{subject}: {what}",
-        state=str(a.get("node_state", "")),
+        state=str(a.get(sc.NODE_STATE, "")),
         error=True,
         attributes=dict(a),
     )

@@ -13,20 +13,21 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline.model import Bar, JobTimeline, Lane
 
 LABEL_WIDTH = 24
 
 _STATE_STYLE = {
-    "SUCCEEDED": "bold green",
-    "FAILED": "bold red",
-    "UNKNOWN": "yellow",
+    sc.STATE_SUCCEEDED: "bold green",
+    sc.STATE_FAILED: "bold red",
+    sc.UNKNOWN_STATE: "yellow",
 }
 
 
 def _bar_style(bar: Bar) -> tuple[str, str]:
     """(character, style) for a bar."""
-    if bar.error or bar.state == "FAILED":
+    if bar.error or bar.state == sc.STATE_FAILED:
         return "━", "red"
     if bar.unfinished:
         return "┄", "dim"
@@ -34,7 +35,7 @@ def _bar_style(bar: Bar) -> tuple[str, str]:
         return "█", "blue"
     if bar.kind == "agent":
         return "▒", "cyan"
-    if bar.end_reason == "restarted" or bar.state == "TERMINATED":
+    if bar.end_reason == sc.END_RESTARTED or bar.state == sc.STATE_TERMINATED:
         return "━", "yellow"
     return "━", "green"
 
@@ -57,8 +58,8 @@ def _row(label: str, bars: list[Bar], marks: list[tuple[int, str, str]], scale: 
         for c in range(first, last + 1):
             cells[c] = (char, style)
         if bar.kind == "worker" and not bar.unfinished:
-            end_char = "✗" if bar.error or bar.state == "FAILED" else "↻"
-            if bar.state == "SUCCEEDED":
+            end_char = "✗" if bar.error or bar.state == sc.STATE_FAILED else "↻"
+            if bar.state == sc.STATE_SUCCEEDED:
                 end_char = "✓"
             cells[last] = (end_char, style)
     for col, char, style in marks:
@@ -77,7 +78,7 @@ def _lane_block(lane: Lane, scale: _Scale) -> list[Text]:
     rdzv_marks = [
         (scale.col(m.time_ns), "✗", "bold red")
         for m in lane.marks
-        if m.kind == "failure" and m.attributes.get("torchelastic.event.kind") == "rendezvous"
+        if m.kind == "failure" and m.attributes.get(sc.EVENT_KIND) == sc.KIND_RENDEZVOUS
     ]
     rows.append(_row("rendezvous", rdzv, rdzv_marks, scale))
     workers: dict[str, list[Bar]] = defaultdict(list)

@@ -1,20 +1,26 @@
-"""Mapped events straight to OTLP protobuf log records: the fast log path.
-
-(Spans take the same road: :mod:`torchelastic_otel.otel.light_spans`.)
+"""The fast path: mapped events straight to OTLP protobuf, handed to the exporter.
 
 The SDK's way to a wire log record is a LogRecord object, then a
 ReadWriteLogRecord with bounded attributes, then the exporter's encoder: about
 five times the work of building the protobuf message directly, and what limited
 throughput to a few thousand events per second. When the pipeline owns its OTLP
-log exporter, it builds :class:`LogRecord` messages here and hands the exporter
-a :class:`Prebuilt` batch; the exporter keeps its transport (endpoint, TLS,
-headers, compression, timeout and retries from the ``OTEL_*`` variables).
+exporters, it builds ``LogRecord`` (and, through :mod:`._light_spans`, ``Span``)
+messages here and hands the exporter a :class:`Prebuilt` batch; the exporter
+keeps its transport (endpoint, TLS, headers, compression, timeout and retries
+from the ``OTEL_*`` variables).
 
-How the exporter accepts a prebuilt batch: the OTLP exporters call their module's
-``encode_logs(batch)`` / ``encode_spans(batch)``. :func:`install` wraps those so
-that a :class:`Prebuilt` batch passes through as the request it already is, and
-every other batch is encoded as before. If a future SDK moves them,
-:func:`install` returns ``False`` and the pipeline keeps the SDK path.
+How an exporter accepts a prebuilt batch depends on its internals, so the fast
+path is used only when :func:`prebuilt_exporter` could prove it works:
+
+* the installed exporter package is one of the versions tested here
+  (:data:`TESTED`), and
+* a probe batch round-trips: the exporter's own translation step returns the
+  probe's request object unchanged. Over gRPC that step is the exporter's
+  ``_translate_data`` (overridden in a subclass, local to our exporter); over
+  HTTP it is the ``encode_*`` function its module looks up at export time
+  (wrapped there, passing every other batch to the original).
+
+Otherwise the pipeline uses the SDK path, with one debug line saying why.
 
 The SDK's attribute limits apply here too (``OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT``,
 ``OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT`` and their ``OTEL_ATTRIBUTE_*``
@@ -22,7 +28,9 @@ defaults).
 """
 
 import importlib
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -37,14 +45,21 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from torchelastic_otel.otel.mapping import SEVERITY_TEXT, MappedEvent
+from torchelastic_otel import semconv
+from torchelastic_otel.otel import _exporters
+from torchelastic_otel.otel.mapping import MappedEvent
+from torchelastic_otel.otel.settings import Settings
 
-_ENCODERS = (
-    ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "encode_logs"),
-    ("opentelemetry.exporter.otlp.proto.http._log_exporter", "encode_logs"),
-    ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "encode_spans"),
-    ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "encode_spans"),
-)
+_log = logging.getLogger("torchelastic_otel")
+
+TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    # distribution: (oldest, newest) major.minor whose internals the fast path relies on
+    "opentelemetry-exporter-otlp-proto-grpc": ((1, 40), (1, 45)),
+    "opentelemetry-exporter-otlp-proto-http": ((1, 40), (1, 45)),
+}
+"""Exporter versions the fast path was tested with; outside them the SDK path is used."""
+
+_HTTP_ENCODER = {"logs": "encode_logs", "traces": "encode_spans"}
 
 
 class Prebuilt(list[Any]):
@@ -58,7 +73,7 @@ class Prebuilt(list[Any]):
 class Envelope:
     """The resource and scope every request of this process carries."""
 
-    def __init__(self, resource_attributes: dict[str, Any], scope: str, version: str) -> None:
+    def __init__(self, resource_attributes: Mapping[str, Any], scope: str, version: str) -> None:
         self._resource = Resource(
             attributes=[_kv(k, v, None) for k, v in resource_attributes.items()]
         )
@@ -89,19 +104,70 @@ class Envelope:
         return Prebuilt(spans, request)
 
 
-def install() -> bool:
-    """Let the OTLP exporters accept :class:`Prebuilt` batches; idempotent."""
-    for module_name, function in _ENCODERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            return False
-        original = getattr(module, function, None)
-        if original is None:
-            return False
-        if not getattr(original, "__torchelastic_otel__", False):
-            setattr(module, function, _passing_prebuilt(original))
-    return True
+# --- the exporters ---------------------------------------------------------------------
+
+
+def prebuilt_exporter(s: Settings, signal: _exporters.Signal) -> Any | None:
+    """An OTLP exporter for ``signal`` that takes :class:`Prebuilt` batches, or ``None``.
+
+    ``None`` (the caller then takes the SDK path) when the installed exporter is not
+    a tested version or the probe batch does not round-trip.
+    """
+    grpc = _exporters.protocol_of(s, signal) == "grpc"
+    distribution = (
+        "opentelemetry-exporter-otlp-proto-grpc"
+        if grpc
+        else "opentelemetry-exporter-otlp-proto-http"
+    )
+    why_not = untested_version(distribution)
+    if why_not:
+        _log.debug("torchelastic-otel: fast path off for %s: %s", signal.name, why_not)
+        return None
+    base = _exporters.exporter_class(s, signal)
+    cls = _grpc_subclass(base) if grpc else _wrap_http_encoder(base, signal)
+    exporter = _exporters.create(s, signal, cls)
+    if not round_trips(exporter, signal):
+        _log.debug("torchelastic-otel: fast path off for %s: probe did not round-trip", signal.name)
+        exporter.shutdown()
+        return None
+    return exporter
+
+
+def untested_version(distribution: str) -> str:
+    """Why ``distribution``'s installed version is not one the fast path knows ('' if it is)."""
+    try:
+        version = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return f"{distribution} is not installed"
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return f"{distribution} {version}: unrecognised version"
+    oldest, newest = TESTED[distribution]
+    if not oldest <= major_minor <= newest:
+        return (
+            f"{distribution} {version} is outside the tested "
+            f"{'.'.join(map(str, oldest))}-{'.'.join(map(str, newest))}"
+        )
+    return ""
+
+
+def _grpc_subclass(base: type[Any]) -> type[Any]:
+    def _translate_data(self: Any, data: Any) -> Any:
+        if isinstance(data, Prebuilt):
+            return data.request
+        return base._translate_data(self, data)
+
+    return type(f"Prebuilt{base.__name__}", (base,), {"_translate_data": _translate_data})
+
+
+def _wrap_http_encoder(base: type[Any], signal: _exporters.Signal) -> type[Any]:
+    module = importlib.import_module(base.__module__)
+    name = _HTTP_ENCODER[signal.name]
+    original = getattr(module, name, None)
+    if original is not None and not getattr(original, "__torchelastic_otel__", False):
+        setattr(module, name, _passing_prebuilt(original))
+    return base
 
 
 def _passing_prebuilt(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -113,6 +179,42 @@ def _passing_prebuilt(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     encode.__torchelastic_otel__ = True  # type: ignore[attr-defined]
     encode.__wrapped__ = original  # type: ignore[attr-defined]
     return encode
+
+
+def round_trips(exporter: Any, signal: _exporters.Signal) -> bool:
+    """Whether ``exporter``'s translation step passes a probe request through unchanged.
+
+    Over gRPC the step is the exporter's ``_translate_data``, which its export loop
+    calls; over HTTP it is the module's ``encode_*``, which its ``export`` looks up
+    by that name. Both are checked: the step returns the probe's own request, and
+    the export code really goes through that step.
+    """
+    request = ExportLogsServiceRequest() if signal.name == "logs" else ExportTraceServiceRequest()
+    probe = Prebuilt([], request)
+    try:
+        translate = getattr(exporter, "_translate_data", None)
+        if translate is not None and "_translate_data" in _export_names(exporter):
+            return bool(translate(probe) is request)
+        name = _HTTP_ENCODER[signal.name]
+        encode = getattr(importlib.import_module(type(exporter).__module__), name, None)
+        return encode is not None and name in _export_names(exporter) and encode(probe) is request
+    except Exception:  # noqa: BLE001 -- any failure means: do not use the fast path
+        _log.debug("fast-path probe failed", exc_info=True)
+        return False
+
+
+def _export_names(exporter: Any) -> set[str]:
+    """The global and attribute names the exporter's export code refers to."""
+    names: set[str] = set()
+    for attr in ("export", "_export"):
+        function = getattr(type(exporter), attr, None)
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            names.update(code.co_names)
+    return names
+
+
+# --- log records -------------------------------------------------------------------------
 
 
 class Encoder:
@@ -141,7 +243,7 @@ class Encoder:
             time_unix_nano=m.timestamp_ns or t_ns,
             observed_time_unix_nano=t_ns,
             severity_number=m.severity,  # type: ignore[arg-type]
-            severity_text=SEVERITY_TEXT[m.severity],
+            severity_text=semconv.SEVERITY_TEXT[m.severity],
             body=AnyValue(string_value=self._text(m.body)),
             attributes=[_kv(k, v, self.max_length) for k, v in items if v is not None],
             dropped_attributes_count=dropped,

@@ -2,29 +2,35 @@
 
 An SDK span costs about 100 µs from ``start_span`` to its wire form (bounded
 attributes, a ReadableSpan, the exporter's encoder), which capped the export of
-worker events near 7k/s. When the pipeline owns its OTLP span exporter, the span
-state machine gets a :class:`LightTracer` instead: its spans hold plain fields and
-become protobuf ``Span`` messages when they end. The exporter gets them as a
-:class:`~torchelastic_otel.otel.encoding.Prebuilt` request, exactly as the log
-path does, and keeps its own transport.
+worker events near 7k/s. When the pipeline owns its OTLP span exporter and the
+fast path is proven (:mod:`._protobuf`), the span state machine gets a
+:class:`LightTracer` instead: its spans hold plain fields and become protobuf
+``Span`` messages when they end. The exporter gets them as a
+:class:`~torchelastic_otel.otel.sinks._protobuf.Prebuilt` request, exactly as the
+log path does, and keeps its own transport.
 
-Only the span API the state machine uses is implemented; the SDK's span limits
-(``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``, ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``,
-``OTEL_SPAN_EVENT_COUNT_LIMIT`` and their ``OTEL_ATTRIBUTE_*`` defaults) apply.
+Only the span API the state machine uses is implemented, with the SDK's rules
+(status, attributes and events are frozen once a span ended; an ``OK`` status is
+final; ``UNSET`` is ignored; a description goes with ``ERROR`` only) and its span
+limits (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``, ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``,
+``OTEL_SPAN_EVENT_COUNT_LIMIT``, ``OTEL_SPAN_LINK_COUNT_LIMIT`` and their
+``OTEL_ATTRIBUTE_*`` defaults). tests/unit/test_span_rules.py runs the same calls on
+an SDK span and on a light one.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
-from torchelastic_otel.otel.encoding import key_values
+from torchelastic_otel.otel._ids import SeedIndependentIds
+from torchelastic_otel.otel.sinks._protobuf import key_values
 
 _STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -42,6 +48,8 @@ class Limits:
         self.max_length = limits.max_span_attribute_length
         self.max_events = limits.max_events
         self.max_event_attributes = limits.max_event_attributes
+        self.max_links = limits.max_links
+        self.max_link_attributes = limits.max_link_attributes
 
 
 class LightSpan(trace.Span):
@@ -56,6 +64,7 @@ class LightSpan(trace.Span):
         attributes: Mapping[str, Any] | None,
         on_end: Callable[[PbSpan], None],
         limits: Limits,
+        links: Sequence[Link] = (),
     ) -> None:
         self.name = name
         self._context = context
@@ -67,6 +76,8 @@ class LightSpan(trace.Span):
         self._ended = False
         self._on_end = on_end
         self._limits = limits
+        max_links = limits.max_links
+        self._links = list(links if max_links is None else links[:max_links])
 
     def get_span_context(self) -> SpanContext:
         """This span's ids."""
@@ -98,18 +109,26 @@ class LightSpan(trace.Span):
         self._events.append((name, timestamp or time_ns(), dict(attributes or {})))
 
     def update_name(self, name: str) -> None:
-        """Rename the span."""
-        self.name = name
+        """Rename the span (ignored once ended)."""
+        if not self._ended:
+            self.name = name
 
     def is_recording(self) -> bool:
         """True until the span ends."""
         return not self._ended
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        """Set the status (an ERROR is never downgraded to UNSET)."""
-        if isinstance(status, StatusCode):
-            status = Status(status, description)
-        self._status = status
+        """Set the status as the SDK does: ignored once ended, after ``OK``, or to ``UNSET``."""
+        if self._ended or self._status.status_code is StatusCode.OK:
+            return
+        code = status.status_code if isinstance(status, Status) else status
+        if code is StatusCode.UNSET:
+            return
+        if isinstance(status, Status):
+            # The SDK ignores a separate description when given a Status.
+            self._status = status
+        else:
+            self._status = Status(status, description)
 
     def record_exception(
         self,
@@ -146,6 +165,17 @@ class LightSpan(trace.Span):
             )
             for name, t, attrs in self._events
         ]
+        links = [
+            PbSpan.Link(
+                trace_id=link.context.trace_id.to_bytes(16, "big"),
+                span_id=link.context.span_id.to_bytes(8, "big"),
+                attributes=key_values(
+                    link.attributes or {}, limits.max_link_attributes, limits.max_length
+                ),
+                flags=_HAS_IS_REMOTE | (_IS_REMOTE if link.context.is_remote else 0),
+            )
+            for link in self._links
+        ]
         parent = self._parent
         return PbSpan(
             trace_id=self._context.trace_id.to_bytes(16, "big"),
@@ -160,6 +190,7 @@ class LightSpan(trace.Span):
             attributes=attributes,
             dropped_attributes_count=max(0, len(self._attributes) - len(attributes)),
             events=events,
+            links=links,
             status=PbStatus(
                 code=_STATUS[self._status.status_code],  # type: ignore[arg-type]
                 message=self._status.description or "",
@@ -171,7 +202,7 @@ class LightTracer(trace.Tracer):
     """Makes :class:`LightSpan` s; ids from ``id_generator`` (wrapped by the state machine)."""
 
     def __init__(self, on_end: Callable[[PbSpan], None]) -> None:
-        self.id_generator: IdGenerator = RandomIdGenerator()
+        self.id_generator: IdGenerator = SeedIndependentIds()
         self._on_end = on_end
         self._limits = Limits()
 
@@ -207,6 +238,7 @@ class LightTracer(trace.Tracer):
             attributes,
             self._on_end,
             self._limits,
+            list(links or ()),
         )
 
     def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,149 @@
+"""The sinks' building blocks: the two sink kinds, batches, the stage protocol."""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Tracer
+
+from torchelastic_otel.otel._ids import ForcedIds
+from torchelastic_otel.otel._ledger import Ledger
+from torchelastic_otel.otel.mapping import MappedEvent
+
+_log = logging.getLogger("torchelastic_otel")
+
+
+class LogSink(Protocol):
+    """Turns mapped events into log records."""
+
+    def emit(self, m: MappedEvent, t_ns: int, context: Context, weight: int = 1) -> None:
+        """One record for ``m`` (standing for ``weight`` events), in the span of ``context``."""
+
+
+@dataclass
+class SpanSink:
+    """The tracer spans start on, and its id generator when we can force ids."""
+
+    tracer: Tracer
+    ids: ForcedIds | None
+
+
+class Batches:
+    """Items of one signal waiting for export through an exporter we own.
+
+    Args:
+        signal: ``logs``, ``spans`` or ``metrics`` (the ledger's names).
+        exporter: an SDK exporter (``export(batch)`` returning a result whose
+            ``name`` is ``SUCCESS`` on success).
+        batch_size: items per export request.
+        ledger: where deliveries and losses are counted.
+        wrap: turns a list of items into what ``exporter.export`` takes (the fast
+            path's prebuilt request); by default the list itself.
+    """
+
+    def __init__(
+        self,
+        signal: str,
+        exporter: Any,
+        batch_size: int,
+        ledger: Ledger,
+        wrap: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
+        self.signal = signal
+        self.exporter = exporter
+        self.batch_size = batch_size
+        self._ledger = ledger
+        self._wrap = wrap
+        self._items: list[Any] = []
+        self._weights: list[int] = []
+        self.next_weight = 1  # for sinks whose items arrive through an SDK processor
+        self.in_flight = 0  # the weight of the batch being exported
+
+    def add(self, item: Any, weight: int | None = None) -> None:
+        """Hold ``item`` (standing for ``weight`` events; default :attr:`next_weight`)."""
+        self._items.append(item)
+        self._weights.append(self.next_weight if weight is None else weight)
+        self.next_weight = 1
+
+    def full(self) -> bool:
+        """At least one whole batch is waiting."""
+        return len(self._items) >= self.batch_size
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def held_locked(self) -> int:
+        """The weight of everything held (waiting and in flight); caller holds the lock."""
+        return sum(self._weights) + self.in_flight
+
+    def export(self, everything: bool) -> None:
+        """Export whole batches (and the last partial one when ``everything``)."""
+        while self._items and (everything or self.full()) and not self._ledger.closed:
+            n = min(self.batch_size, len(self._items))
+            items = self._items[:n]
+            with self._ledger.lock:
+                weight = sum(self._weights[:n])
+                del self._items[:n], self._weights[:n]
+                self.in_flight = weight
+                self._ledger.in_flight_since = time.monotonic()
+            ok = False
+            try:
+                batch = items if self._wrap is None else self._wrap(items)
+                ok = self.exporter.export(batch).name == "SUCCESS"
+            except Exception as e:  # noqa: BLE001 -- counted below; the job goes on
+                _log.debug("export of %s failed: %s: %s", self.signal, type(e).__name__, e)
+            with self._ledger.lock:
+                self.in_flight = 0
+                self._ledger.in_flight_since = 0.0
+                if ok:
+                    self._ledger.delivered_locked(self.signal, weight)
+                else:
+                    self._ledger.failed_locked(self.signal, weight)
+
+
+class Stage(Protocol):
+    """What the worker drives: it handles items and owns the batches to export."""
+
+    batches: list[Batches]
+
+    def handle(self, item: object, t_ns: int) -> None:
+        """Map one queued item (raises for one that is not an event)."""
+
+    def tick(self, t_ns: int) -> None:
+        """Periodic work before an export (summaries, metric collection)."""
+
+    def finish(self, t_ns: int) -> None:
+        """End what is still open (the process is exiting)."""
+
+    def close(self) -> None:
+        """Shut the exporters down (aborts a request still pending)."""
+
+
+@dataclass
+class Sinks:
+    """The chosen sink per signal, what we export ourselves, and what to shut down."""
+
+    logs: LogSink
+    spans: SpanSink
+    batches: list[Batches] = field(default_factory=list)
+    exporters: list[Any] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)  # signal -> how, for debugging
+
+    def close(self) -> None:
+        """Shut down every exporter we created or were given."""
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown()
+            except Exception:  # noqa: BLE001 -- exit must go on whatever the exporter does
+                _log.debug("exporter shutdown failed", exc_info=True)
+
+
+@dataclass
+class PlugIns:
+    """Exporters given in code instead of OTLP (a plug-in takes the SDK path)."""
+
+    log_exporter: Any = None
+    span_exporter: Any = None

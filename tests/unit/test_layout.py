@@ -1,0 +1,190 @@
+"""The package's shape: who may import whom, and what a training node installs.
+
+* ``events/`` is the torch mirror: it imports nothing else of the package.
+* No module of the package is part of an import cycle (every ``import``, lazy
+  ones inside functions included).
+* The wheel carries the package and its LICENSE, no test helpers, and its
+  required dependencies are only what an agent needs.
+"""
+
+import ast
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
+PACKAGE = "torchelastic_otel"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in (SRC / PACKAGE).rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
+    """The package modules ``name`` imports (anywhere in its code)."""
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield from _resolve(alias.name, modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                yield from _resolve(full if full in modules else base, modules)
+
+
+def _resolve(name: str, modules: dict[str, Path]) -> Iterator[str]:
+    if name in modules:
+        yield name
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: set(_imports(name, path, modules)) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), and self-loops."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph[v]:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_events_mirror_imports_nothing_else_of_the_package() -> None:
+    graph = _graph()
+    events = {m for m in graph if m == f"{PACKAGE}.events" or m.startswith(f"{PACKAGE}.events.")}
+    outside = {(m, dep) for m in events for dep in graph[m] if dep not in events}
+    assert outside == set()
+
+
+def test_no_module_is_part_of_an_import_cycle() -> None:
+    graph = _graph()
+    assert len(graph) > 30  # the walk found the package
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"a"}}) == [["a"]]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            out,
+            ROOT,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (path,) = out.glob("torchelastic_otel-*.whl")
+    return path
+
+
+def test_the_wheel_carries_the_license_and_no_test_helpers(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        text = z.read(metadata).decode()
+        license_files = [n for n in names if n.endswith("/LICENSE")]
+        assert license_files, names
+        assert b"BSD 3-Clause License" in z.read(license_files[0])
+    assert "License-Expression: BSD-3-Clause" in text
+    assert all(n.startswith((f"{PACKAGE}/", f"{PACKAGE}-")) for n in names), names
+    assert not any("/tests/" in n or n.startswith("tests/") for n in names)
+
+
+def test_an_agent_installs_only_what_an_agent_needs(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        metadata = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(metadata).decode()
+    required = sorted(
+        line.split(":", 1)[1].split(";")[0].strip().split(">")[0].split("=")[0].split("<")[0]
+        for line in text.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    )
+    assert required == [
+        "opentelemetry-api",
+        "opentelemetry-exporter-otlp-proto-grpc",
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-instrumentation",
+        "opentelemetry-sdk",
+        "wrapt",
+    ]
+    extras = {
+        line.split("extra ==", 1)[1].strip().strip("'\"")
+        for line in text.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" in line
+    }
+    assert {"timeline", "demo", "test"} <= extras
+
+
+def test_the_timeline_without_rich_says_how_to_get_it() -> None:
+    code = (
+        "import sys; sys.modules['rich'] = None; "
+        "from torchelastic_otel import cli; sys.exit(cli.main(['timeline', 'x.json']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "torchelastic-otel timeline needs rich: pip install 'torchelastic-otel[timeline]'"
+    ]
