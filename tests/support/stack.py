@@ -38,8 +38,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from tests.support.otlp import free_port
 from torchelastic_otel.receiver import OtlpHttpReceiver
-from torchelastic_otel.rotel import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "otel-collector"
