@@ -10,8 +10,10 @@ so these tests check the collector config and the backends' ends of the stack:
 - ``test_jaeger_and_prometheus_read_back`` (``make stack-test``): the same config
   in front of real Jaeger v2 and Prometheus 3 (built from Go modules): the trace
   reads back through Jaeger's query API and the metrics through PromQL, under the
-  names tests/unit/test_collector_stack.py lists and with the node's resource
-  attributes promoted to labels; Prometheus loads alerts.yaml.
+  names tests/unit/test_collector_stack.py lists (METRICS) and with the node's
+  resource attributes promoted to labels; Prometheus 3 loads the compose stack's
+  prometheus.yml (its otlp block: Debian's promtool 2.42 is too old to check it)
+  and alerts.yaml.
 
 A missing binary fails the test where the make target builds it and skips it
 elsewhere (tests/support/stack.py).
@@ -46,6 +48,7 @@ from tests.support.stack import (
     run_otelcol,
     run_prometheus,
 )
+from tests.unit.test_collector_stack import METRICS
 from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
 CONFIG = STACK / "config.yaml"
@@ -198,10 +201,9 @@ def test_jaeger_and_prometheus_read_back(receivers: Receivers, tmp_path: Path) -
             assert tags["error"] is True
 
             selector = '{run_id="job-stack"}'
+            duration = METRICS["torchelastic.rendezvous.duration"][0]
             counts = poll(
-                lambda: prometheus.query(
-                    f"torchelastic_rendezvous_duration_seconds_count{selector}"
-                ),
+                lambda: prometheus.query(f"{duration}_count{selector}"),
                 timeout_s=30,
                 interval_s=0.5,
             )
@@ -212,9 +214,9 @@ def test_jaeger_and_prometheus_read_back(receivers: Receivers, tmp_path: Path) -
             assert labels["k8s_pod_name"] == "job-it-node-0-0"
             assert labels["instance"] == "node-0-agent"
             assert labels["job"] == "torchelastic"
-            restarts = prometheus.query(f"torchelastic_agent_restarts_total{selector}")
+            restarts = prometheus.query(METRICS["torchelastic.agent.restarts"][0] + selector)
             assert [float(r["value"][1]) for r in restarts] == [1.0]
-            failures = prometheus.query(f"torchelastic_worker_failures_total{selector}")
+            failures = prometheus.query(METRICS["torchelastic.worker.failures"][0] + selector)
             assert [r["metric"]["error_type"] for r in failures] == ["exit_code_1"]
 
             rules = prometheus_rules(prometheus.port)
