@@ -1,10 +1,17 @@
-# All set-up happens here: a fresh machine needs only python3 (3.10+) and make.
+# All set-up happens here: a fresh machine needs python3 (3.10+) and make, and for
+# `make test` also Go 1.26+ (it builds the OpenTelemetry Collector from Go
+# modules) and promtool (Debian: apt-get install prometheus). .ci/run installs
+# promtool itself.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit-no-torch bench clean
+.PHONY: demo test lint unit-no-torch bench clean collector stack-build stack-test
+
+# The stack's Go programs, built from Go modules into a cache outside the
+# repository (otel-collector/build.sh; rebuilt only when a version changes).
+STACK_BUILD := otel-collector/build.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +31,25 @@ lint: $(STAMP)
 unit-no-torch: $(STAMP)
 	TORCHELASTIC_OTEL_BLOCK_TORCH=1 $(PY) -m pytest -q -p no:cacheprovider tests/unit
 
-test: lint $(STAMP)
-	$(PY) -m pytest
+# otelcol-torchelastic (needs Go 1.26): a few minutes the first time, then nothing.
+collector:
+	$(STACK_BUILD) collector
+
+# ... and Jaeger v2 and Prometheus 3, for `make stack-test` (several more minutes).
+stack-build:
+	$(STACK_BUILD) collector jaeger prometheus
+
+# The collector validates every collector config and promtool checks the alerts
+# inside the suite: TORCHELASTIC_OTEL_REQUIRE makes a missing one a failure.
+test: lint $(STAMP) collector
+	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,promtool $(PY) -m pytest
 	$(MAKE) --no-print-directory unit-no-torch
+
+# The real collector in front of real Jaeger v2 and Prometheus 3.
+stack-test: $(STAMP) stack-build
+	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,jaeger,prometheus,promtool \
+		$(PY) -m pytest -p no:cacheprovider tests/integration/test_real_collector.py \
+		tests/unit/test_collector_stack.py tests/unit/test_kubernetes.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_events.py --json benchmarks/results-events.json

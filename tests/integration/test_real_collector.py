@@ -1,0 +1,235 @@
+"""OTLP through the real collector running ``otel-collector/config.yaml``.
+
+The data is sent with the plain OpenTelemetry SDK (not this package's pipeline),
+so these tests check the collector config and the backends' ends of the stack:
+
+- ``test_config_routes_every_signal`` (``make test``): the collector built from
+  ``otel-collector/builder-config.yaml`` with local receivers standing in for
+  Jaeger, Tempo, Loki and Prometheus: every signal reaches every exporter of its
+  pipeline, with the resource the config adds and no tenant header for Loki.
+- ``test_jaeger_and_prometheus_read_back`` (``make stack-test``): the same config
+  in front of real Jaeger v2 and Prometheus 3 (built from Go modules): the trace
+  reads back through Jaeger's query API and the metrics through PromQL, under the
+  names tests/unit/test_collector_stack.py lists (METRICS) and with the node's
+  resource attributes promoted to labels; Prometheus 3 loads the compose stack's
+  prometheus.yml (its otlp block: Debian's promtool 2.42 is too old to check it)
+  and alerts.yaml.
+
+A missing binary fails the test where the make target builds it and skips it
+elsewhere (tests/support/stack.py).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from tests.support.stack import (
+    STACK,
+    Otelcol,
+    OtlpMetricsHttpReceiver,
+    get_json,
+    poll,
+    require_binary,
+    run_jaeger,
+    run_otelcol,
+    run_prometheus,
+)
+from tests.unit.test_collector_stack import METRICS
+from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
+
+CONFIG = STACK / "config.yaml"
+RESOURCE = {
+    "service.name": "torchelastic",
+    "service.instance.id": "node-0-agent",
+    "host.name": "node-0",
+    "k8s.pod.name": "job-it-node-0-0",
+}
+
+
+@dataclass
+class Sent:
+    """What :func:`_send` sent: the trace id (32 hex digits) and the job's run_id."""
+
+    trace_id: str
+    run_id: str
+
+
+def _send(collector: Otelcol, run_id: str) -> Sent:
+    """One span, one log record and the rendezvous/restart metrics, with the plain SDK."""
+    resource = Resource.create(RESOURCE)
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True))
+    )
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{collector.http_endpoint}/v1/logs"))
+    )
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=collector.grpc_endpoint, insecure=True),
+        export_interval_millis=3_600_000,  # exported by force_flush below only
+    )
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    try:
+        tracer = tracer_provider.get_tracer("test_real_collector")
+        with tracer.start_as_current_span("torchelastic.cycle 1", attributes={"run_id": run_id}):
+            with tracer.start_as_current_span(
+                "torchelastic.worker 0", attributes={"run_id": run_id}
+            ) as worker:
+                worker.set_status(Status(StatusCode.ERROR, "exit code 1"))
+                trace_id = f"{worker.get_span_context().trace_id:032x}"
+            logger_provider.get_logger("test_real_collector").emit(
+                body="worker 0 failed",
+                severity_number=SeverityNumber.ERROR,
+                attributes={"run_id": run_id, "rank": 0, "node_state": "FAILED"},
+            )
+        meter = meter_provider.get_meter("test_real_collector")
+        attrs = {"run_id": run_id}
+        meter.create_histogram("torchelastic.rendezvous.duration", unit="s").record(4.2, attrs)
+        meter.create_counter("torchelastic.agent.restarts").add(1, attrs)
+        meter.create_counter("torchelastic.worker.failures").add(
+            1, {**attrs, "error.type": "exit_code_1"}
+        )
+        assert tracer_provider.force_flush(10_000)
+        assert logger_provider.force_flush(10_000)
+        assert meter_provider.force_flush(10_000)
+    finally:
+        tracer_provider.shutdown()
+        logger_provider.shutdown()
+        meter_provider.shutdown(timeout_millis=10_000)
+    return Sent(trace_id, run_id)
+
+
+@dataclass
+class Receivers:
+    """Local stand-ins for the backends the exporters of config.yaml point at."""
+
+    tempo: OtlpGrpcReceiver
+    loki: OtlpHttpReceiver
+
+    def env(self) -> dict[str, str]:
+        """The config's endpoint variables for these receivers."""
+        return {
+            "TEMPO_OTLP_ENDPOINT": self.tempo.endpoint.removeprefix("http://"),
+            "LOKI_OTLP_ENDPOINT": f"{self.loki.endpoint}/otlp",
+            "DEPLOYMENT_ENVIRONMENT": "it",
+            "BATCH_TIMEOUT": "100ms",
+        }
+
+
+@pytest.fixture
+def receivers() -> Iterator[Receivers]:
+    with OtlpGrpcReceiver() as tempo, OtlpHttpReceiver() as loki:
+        yield Receivers(tempo, loki)
+
+
+def _check_tempo_and_loki(receivers: Receivers, sent: Sent) -> None:
+    spans = poll(
+        lambda: [s for s in receivers.tempo.received.spans if s["trace_id"] == sent.trace_id],
+        timeout_s=20,
+    )
+    assert {s["name"] for s in spans} == {"torchelastic.cycle 1", "torchelastic.worker 0"}
+    assert {s["resource"]["deployment.environment"] for s in spans} == {"it"}
+    logs = poll(lambda: list(receivers.loki.received.logs), timeout_s=20)
+    assert [r["attributes"]["run_id"] for r in logs] == [sent.run_id]
+    assert logs[0]["resource"]["host.name"] == "node-0"
+    # With auth disabled Loki ignores X-Scope-OrgID; the config sends none.
+    assert all("x-scope-orgid" not in h for h in receivers.loki.received.headers)
+
+
+def test_config_routes_every_signal(receivers: Receivers, tmp_path: Path) -> None:
+    require_binary("otelcol-torchelastic")
+    with (
+        OtlpGrpcReceiver() as jaeger,
+        OtlpMetricsHttpReceiver() as prometheus,
+    ):
+        env = {
+            **receivers.env(),
+            "JAEGER_OTLP_ENDPOINT": jaeger.endpoint.removeprefix("http://"),
+            "PROMETHEUS_OTLP_ENDPOINT": f"{prometheus.endpoint}/api/v1/otlp/v1/metrics",
+        }
+        with run_otelcol(CONFIG, env, tmp_path) as collector:
+            sent = _send(collector, "job-route")
+            _check_tempo_and_loki(receivers, sent)
+            jaeger_spans = poll(lambda: list(jaeger.received.spans), timeout_s=20)
+            assert {s["trace_id"] for s in jaeger_spans} == {sent.trace_id}
+            names = poll(prometheus.metric_names, timeout_s=20)
+            assert names == {
+                "torchelastic.rendezvous.duration",
+                "torchelastic.agent.restarts",
+                "torchelastic.worker.failures",
+            }, collector.log()
+
+
+def test_jaeger_and_prometheus_read_back(receivers: Receivers, tmp_path: Path) -> None:
+    require_binary("otelcol-torchelastic")
+    require_binary("jaeger")
+    require_binary("prometheus")
+    (tmp_path / "prometheus").mkdir()
+    with run_jaeger(tmp_path) as jaeger, run_prometheus(tmp_path / "prometheus") as prometheus:
+        env = {
+            **receivers.env(),
+            "JAEGER_OTLP_ENDPOINT": jaeger.otlp_grpc_endpoint,
+            "PROMETHEUS_OTLP_ENDPOINT": prometheus.otlp_metrics_endpoint,
+        }
+        with run_otelcol(CONFIG, env, tmp_path) as collector:
+            sent = _send(collector, "job-stack")
+            _check_tempo_and_loki(receivers, sent)
+
+            spans = poll(lambda: jaeger.trace(sent.trace_id), timeout_s=30, interval_s=0.5)
+            assert {s["operationName"] for s in spans} == {
+                "torchelastic.cycle 1",
+                "torchelastic.worker 0",
+            }, collector.log()
+            worker = next(s for s in spans if s["operationName"] == "torchelastic.worker 0")
+            tags = {t["key"]: t["value"] for t in worker["tags"]}
+            assert tags["run_id"] == "job-stack"
+            assert tags["error"] is True
+
+            selector = '{run_id="job-stack"}'
+            duration = METRICS["torchelastic.rendezvous.duration"][0]
+            counts = poll(
+                lambda: prometheus.query(f"{duration}_count{selector}"),
+                timeout_s=30,
+                interval_s=0.5,
+            )
+            assert [float(r["value"][1]) for r in counts] == [1.0], collector.log()
+            labels = counts[0]["metric"]
+            # Resource attributes promoted by prometheus.yml's otlp block.
+            assert labels["host_name"] == "node-0"
+            assert labels["k8s_pod_name"] == "job-it-node-0-0"
+            assert labels["instance"] == "node-0-agent"
+            assert labels["job"] == "torchelastic"
+            restarts = prometheus.query(METRICS["torchelastic.agent.restarts"][0] + selector)
+            assert [float(r["value"][1]) for r in restarts] == [1.0]
+            failures = prometheus.query(METRICS["torchelastic.worker.failures"][0] + selector)
+            assert [r["metric"]["error_type"] for r in failures] == ["exit_code_1"]
+
+            rules = prometheus_rules(prometheus.port)
+            assert len(rules) == 6
+            assert {r["health"] for r in rules} == {"ok"}
+
+
+def prometheus_rules(port: int) -> list[dict[str, object]]:
+    """The alerting rules Prometheus loaded, after its first evaluation."""
+
+    def evaluated() -> list[dict[str, object]]:
+        groups = get_json(f"http://127.0.0.1:{port}/api/v1/rules")["data"]["groups"]
+        rules: list[dict[str, object]] = [r for g in groups for r in g["rules"]]
+        return rules if rules and all(r.get("health") != "unknown" for r in rules) else []
+
+    return poll(evaluated, timeout_s=20, interval_s=0.5)
