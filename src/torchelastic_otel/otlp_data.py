@@ -8,10 +8,11 @@ Collector's ``file`` exporter (one JSON ``ExportLogsServiceRequest`` /
 """
 
 import base64
-import contextlib
+import binascii
 import json
+import math
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -20,6 +21,8 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 
 class LogItem(TypedDict):
@@ -179,59 +182,211 @@ class OtlpFileError(ValueError):
 
 # OTLP/JSON writes ids as hex; protobuf's JSON mapping expects base64 for bytes.
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
+_SEVERITY = {name: number for name, number in SeverityNumber.items()}
+_STATUS = {name: number for name, number in Status.StatusCode.items()}
+_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-def _hex_ids_to_base64(node: Any) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str) and value:
-                with contextlib.suppress(ValueError):  # already base64, as some writers do
-                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
-            else:
-                _hex_ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids_to_base64(item)
+class _MalformedError(ValueError):
+    """A JSON value of the wrong type where OTLP expects another."""
 
 
-def read_otlp_json(path: Path, into: Received | None = None) -> Received:
+def _json_id(value: Any, hex_len: int) -> str:
+    """An id as lower-case hex: OTLP/JSON writes hex, protobuf's JSON mapping base64."""
+    if not value:
+        return ""
+    if not isinstance(value, str):
+        raise _MalformedError(f"an id must be a string, not {value!r}")
+    if len(value) == hex_len:
+        return value.lower()
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except (ValueError, binascii.Error):
+        raise _MalformedError(f"id {value!r} is neither hex nor base64") from None
+
+
+def _json_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _MalformedError(f"expected an integer, not {value!r}")
+    return int(value)
+
+
+def _json_value(v: Any) -> Any:  # noqa: PLR0911 -- one return per OTLP value kind
+    """The Python value of an OTLP/JSON ``AnyValue`` (as :func:`any_value` gives)."""
+    if not v:
+        return None
+    if not isinstance(v, dict):
+        raise _MalformedError(f"expected an AnyValue object, not {v!r}")
+    for kind, x in v.items():
+        if kind == "stringValue":
+            return x
+        if kind == "intValue":
+            return _json_int(x)
+        if kind == "boolValue":
+            return bool(x)
+        if kind == "doubleValue":
+            return _FLOATS[x] if isinstance(x, str) and x in _FLOATS else float(x)
+        if kind == "arrayValue":
+            return [_json_value(item) for item in (x or {}).get("values", ())]
+        if kind == "kvlistValue":
+            return _json_attrs((x or {}).get("values", ()))
+        if kind == "bytesValue":
+            return base64.b64decode(x)
+        raise _MalformedError(f"unknown AnyValue kind {kind!r}")
+    return None
+
+
+def _json_attrs(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        value = kv.get("value")
+        # Strings are most attributes: take them without a call.
+        x = value.get("stringValue") if value.__class__ is dict else None
+        out[kv["key"]] = x if x is not None else _json_value(value)
+    return out
+
+
+def _json_enum(value: Any, names: dict[str, int]) -> int:
+    if isinstance(value, str) and not value.isdigit():
+        if value not in names:
+            raise _MalformedError(f"unknown enum value {value!r}")
+        return names[value]
+    return _json_int(value) if value is not None else 0
+
+
+def _json_logs(data: dict[str, Any], into: list[LogItem], keep: "LogFilter | None") -> None:
+    for rl in data.get("resourceLogs") or ():
+        resource = _json_attrs((rl.get("resource") or {}).get("attributes") or ())
+        for sl in rl.get("scopeLogs") or ():
+            scope = str((sl.get("scope") or {}).get("name", ""))
+            for r in sl.get("logRecords") or ():
+                event_name = r.get("eventName", "")
+                if not isinstance(event_name, str):
+                    raise _MalformedError(f"eventName must be a string, not {event_name!r}")
+                severity = _json_enum(r.get("severityNumber"), _SEVERITY)
+                if keep is not None and not keep(event_name, severity):
+                    continue
+                into.append(
+                    LogItem(
+                        resource=resource,
+                        scope=scope,
+                        event_name=event_name,
+                        body=_json_value(r.get("body")),
+                        severity_number=severity,
+                        severity_text=str(r.get("severityText", "")),
+                        time_unix_nano=_json_int(r.get("timeUnixNano", 0)),
+                        observed_time_unix_nano=_json_int(r.get("observedTimeUnixNano", 0)),
+                        trace_id=_json_id(r.get("traceId"), 32),
+                        span_id=_json_id(r.get("spanId"), 16),
+                        attributes=_json_attrs(r.get("attributes") or ()),
+                    )
+                )
+
+
+def _json_spans(data: dict[str, Any], into: list[SpanItem]) -> None:
+    for rs in data.get("resourceSpans") or ():
+        resource = _json_attrs((rs.get("resource") or {}).get("attributes") or ())
+        for ss in rs.get("scopeSpans") or ():
+            for s in ss.get("spans") or ():
+                name = s.get("name", "")
+                if not isinstance(name, str):
+                    raise _MalformedError(f"a span's name must be a string, not {name!r}")
+                status = s.get("status") or {}
+                into.append(
+                    SpanItem(
+                        resource=resource,
+                        name=name,
+                        trace_id=_json_id(s.get("traceId"), 32),
+                        span_id=_json_id(s.get("spanId"), 16),
+                        parent_span_id=_json_id(s.get("parentSpanId"), 16),
+                        start=_json_int(s.get("startTimeUnixNano", 0)),
+                        end=_json_int(s.get("endTimeUnixNano", 0)),
+                        status_code=_json_enum(status.get("code"), _STATUS),
+                        status_message=str(status.get("message", "")),
+                        attributes=_json_attrs(s.get("attributes") or ()),
+                        events=[
+                            SpanEventItem(
+                                name=str(e.get("name", "")),
+                                time=_json_int(e.get("timeUnixNano", 0)),
+                                attributes=_json_attrs(e.get("attributes") or ()),
+                            )
+                            for e in s.get("events") or ()
+                        ],
+                        links=[
+                            SpanLinkItem(
+                                trace_id=_json_id(link.get("traceId"), 32),
+                                span_id=_json_id(link.get("spanId"), 16),
+                                attributes=_json_attrs(link.get("attributes") or ()),
+                            )
+                            for link in s.get("links") or ()
+                        ],
+                    )
+                )
+
+
+LogFilter = Callable[[str, int], bool]
+"""Which log records to keep, by event name and severity number."""
+
+
+def read_otlp_json(
+    path: Path, into: Received | None = None, *, keep_log: LogFilter | None = None
+) -> Received:
     """Read an OTLP JSON file (the Collector's ``file`` exporter: one request per line).
+
+    The JSON is read directly into flat items (ids as hex, as the Collector writes
+    them; base64, as protobuf's JSON mapping writes them, is taken too).
+
+    Args:
+        path: the file.
+        into: add to this :class:`Received` (default: a new one).
+        keep_log: keep only the log records for which this returns true (given the
+            event name and severity number); the others are not decoded.
 
     Raises:
         OtlpFileError: naming the file and line, for unreadable, truncated or
             non-OTLP content. Empty lines are skipped.
     """
     received = into if into is not None else Received()
+    logs: list[LogItem] = []
+    spans: list[SpanItem] = []
+    found = requests = 0
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        with path.open("rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except UnicodeDecodeError as e:
+                    raise OtlpFileError(f"{path}:{number}: cannot read: {e}") from None
+                except ValueError as e:
+                    last = not line.endswith(b"\n") or not f.read(1)
+                    hint = " (truncated?)" if last else ""
+                    raise OtlpFileError(f"{path}:{number}: not JSON{hint}: {e}") from None
+                if not isinstance(data, dict) or not (
+                    "resourceLogs" in data or "resourceSpans" in data or "resourceMetrics" in data
+                ):
+                    raise OtlpFileError(
+                        f"{path}:{number}: not OTLP JSON (expected resourceLogs or resourceSpans)"
+                    )
+                try:
+                    if "resourceLogs" in data:
+                        _json_logs(data, logs, keep_log)
+                        requests += 1
+                    if "resourceSpans" in data:
+                        _json_spans(data, spans)
+                        requests += 1
+                except (_MalformedError, KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise OtlpFileError(f"{path}:{number}: malformed OTLP: {e}") from None
+                found += 1
+    except OSError as e:
         raise OtlpFileError(f"{path}: cannot read: {e}") from None
-    found = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as e:
-            hint = " (truncated?)" if number == len(text.splitlines()) else ""
-            raise OtlpFileError(f"{path}:{number}: not JSON{hint}: {e}") from None
-        if not isinstance(data, dict) or not (
-            "resourceLogs" in data or "resourceSpans" in data or "resourceMetrics" in data
-        ):
-            raise OtlpFileError(
-                f"{path}:{number}: not OTLP JSON (expected resourceLogs or resourceSpans)"
-            )
-        _hex_ids_to_base64(data)
-        try:
-            if "resourceLogs" in data:
-                received.add_logs(json_format.ParseDict(data, ExportLogsServiceRequest()))
-            if "resourceSpans" in data:
-                received.add_spans(json_format.ParseDict(data, ExportTraceServiceRequest()))
-        except json_format.ParseError as e:
-            raise OtlpFileError(f"{path}:{number}: malformed OTLP: {e}") from None
-        found += 1
     if not found:
         raise OtlpFileError(f"{path}: no OTLP data in the file")
+    with received.lock:
+        received.logs.extend(logs)
+        received.spans.extend(spans)
+        received.requests += requests
     return received
 
 
@@ -240,7 +395,7 @@ def write_otlp_json(received: Received, path: Path) -> None:
     from opentelemetry.proto.common.v1.common_pb2 import KeyValue
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
     def kvs(d: dict[str, Any]) -> list[KeyValue]:
         return [KeyValue(key=k, value=_to_any(v)) for k, v in d.items()]
