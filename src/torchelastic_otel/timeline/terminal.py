@@ -65,10 +65,14 @@ def _capped(items: list[str], cap: int = LIST_CAP) -> str:
 
 def _secs(s: float) -> str:
     if s >= 3600:
-        return f"{s / 3600:.1f} h"
+        return f"{s / 3600:.1f}h"
     if s >= 120:
-        return f"{s / 60:.1f} min"
-    return f"{s:.1f} s"
+        return f"{s / 60:.1f}min"
+    return f"{s:.1f}s"
+
+
+def _sec_ms(ms: float | None) -> str:
+    return "?" if ms is None else f"{ms / 1000:.1f}s"
 
 
 def _ms(ms: float | None) -> str:
@@ -146,9 +150,14 @@ def _attempt(row: _Row, attempt: Attempt) -> None:
 
 def _cycle_row(job: JobTimeline, scale: _Scale) -> _Row:
     row = _Row(scale)
-    for cycle in job.cycles:
+    cycles = job.cycles
+    for i, cycle in enumerate(cycles):
         style = _OUTCOME_STYLE.get(cycle.outcome, "dim")
-        first, last = row.bar(cycle.start_ns, cycle.end_ns, "━", style)
+        # Cycles overlap (the failing node restarts first): end each where the next starts.
+        end = min(cycle.end_ns, cycles[i + 1].start_ns) if i + 1 < len(cycles) else cycle.end_ns
+        first, last = row.bar(cycle.start_ns, end, "━", style)
+        if i + 1 < len(cycles) and last > first and scale.col(cycles[i + 1].start_ns) == last:
+            last -= 1
         row.write(first, f"{cycle.round}", f"bold {style}", last - first)
         row.put(last, _OUTCOME_MARK.get(cycle.outcome, "?"), f"bold {style}")
     return row
@@ -187,15 +196,15 @@ def _legend() -> Text:
     legend = Text("  ")
     for char, style, what in (
         ("█", "blue", "rendezvous"),
-        ("▒", "cyan", "rank assignment"),
-        ("━", "green", "worker ✓ succeeded"),
-        ("━", "yellow", "↻ restarted"),
-        ("━", "red", "✗ failed"),
-        ("━", "magenta", "✗ killed by its agent"),
-        ("┄", "yellow", "… waiting"),
+        ("▒", "cyan", "assign ranks"),
+        ("━✓", "green", "succeeded"),
+        ("━↻", "yellow", "restarted"),
+        ("━✗", "red", "failed"),
+        ("━✗", "magenta", "killed by its agent"),
+        ("┄…", "yellow", "waiting"),
     ):
-        legend.append(char * 2, style=style)
-        legend.append(f" {what}   ")
+        legend.append(char, style=style)
+        legend.append(f" {what}  ")
     return legend
 
 
@@ -253,25 +262,38 @@ def _failure_text(f: Failure, job: JobTimeline) -> Text:
     return Text(f"{f.subject}: killed by {f.signal or 'its agent'}{because}", style="magenta")
 
 
-def _cycles_table(job: JobTimeline) -> Table:
+def _cycles_table(job: JobTimeline, width: int) -> Table:
     table = Table(title="cycles", title_justify="left", box=None)
-    for column, right in (
-        ("round", True),
-        ("start", True),
-        ("took", True),
-        ("outcome", False),
-        ("nodes", True),
-        ("workers", True),
-        ("restarts left", True),
-        ("rendezvous p50 / max", True),
-        ("slowest", False),
-        ("workers up", True),
+    for column in (
+        "round",
+        "start",
+        "took",
+        "outcome",
+        "nodes",
+        "workers",
+        "restarts",
+        "rdzv p50/max",
+        "slowest",
+        "up",
     ):
-        table.add_column(column, justify="right" if right else "left")
+        slowest = column == "slowest"
+        table.add_column(
+            column,
+            justify="left" if column in ("outcome", "slowest") else "right",
+            no_wrap=True,
+            overflow="ellipsis" if slowest else "crop",
+            max_width=max(8, width - 92) if slowest else None,
+        )
+    table.caption = (
+        "restarts: left/allowed · rdzv: the nodes' rendezvous durations, slowest node · "
+        "up: from the first rendezvous start until every node's workers were started"
+    )
+    table.caption_justify = "left"
+    table.caption_style = "dim"
     for c in job.cycles:
         slowest = c.slowest
-        expected = f"/{c.nodes_expected:,}" if c.nodes_expected is not None else ""
-        workers = f"/{c.workers_expected:,}" if c.workers_expected is not None else ""
+        expected = f"/{c.nodes_expected}" if c.nodes_expected is not None else ""
+        workers = f"/{c.workers_expected}" if c.workers_expected is not None else ""
         budget = (
             f"{c.remaining_restarts}/{c.max_restarts}"
             if c.remaining_restarts is not None and c.max_restarts is not None
@@ -283,15 +305,15 @@ def _cycles_table(job: JobTimeline) -> Table:
             outcome.append(" (no root)", style="dim")
         table.add_row(
             str(c.round),
-            _at(job, c.start_ns),
+            f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s",
             _secs(c.duration_s),
             outcome,
-            f"{len(c.parts):,}{expected}",
-            f"{c.workers:,}{workers}",
+            f"{len(c.parts)}{expected}",
+            f"{c.workers}{workers}",
             budget,
-            f"{_ms(c.rendezvous_p50_ms)} / {_ms(slowest[0] if slowest else None)}",
+            f"{_sec_ms(c.rendezvous_p50_ms)}/{_sec_ms(slowest[0] if slowest else None)}",
             slowest[1].short if slowest else "",
-            "?" if up is None else f"+{up:.1f} s",
+            "?" if up is None else f"{up:.1f}s",
         )
     return table
 
@@ -442,7 +464,7 @@ def render(job: JobTimeline, width: int = 100, summary: bool | None = None) -> R
         if job.failures:
             parts.append(_failures_table(job))
         if job.cycles:
-            parts.append(_cycles_table(job))
+            parts.append(_cycles_table(job, width))
         rdzv = _rendezvous_table(job)
         if rdzv.row_count:
             parts.append(rdzv)
@@ -450,7 +472,7 @@ def render(job: JobTimeline, width: int = 100, summary: bool | None = None) -> R
         parts.extend(_notes(job, cap=len(job.notes)))
     else:
         if job.cycles:
-            parts.append(_cycles_table(job))
+            parts.append(_cycles_table(job, width))
         if job.failures:
             parts.append(_failure_groups(job, LIST_CAP))
         parts.extend(_node_lists(job, LIST_CAP))
@@ -496,6 +518,7 @@ def print_timelines(
                 for node in job.node(query):
                     if all(node is not c for c in chosen):
                         chosen.append(node)
+            chosen.sort(key=job.nodes.index)
             if chosen:
                 console.print(render_nodes(job, chosen[:16], width=w))
             else:
