@@ -15,9 +15,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
-from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -391,115 +390,123 @@ def read_otlp_json(
 
 
 def write_otlp_json(received: Received, path: Path) -> None:
-    """Write logs and spans back as OTLP JSON lines (what ``read_otlp_json`` reads)."""
-    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+    """Write logs and spans as OTLP JSON lines (what ``read_otlp_json`` reads).
 
-    def kvs(d: dict[str, Any]) -> list[KeyValue]:
-        return [KeyValue(key=k, value=_to_any(v)) for k, v in d.items()]
-
-    lines = []
-    for log in received.logs:
-        record = LogRecord(
-            time_unix_nano=log["time_unix_nano"],
-            observed_time_unix_nano=log["observed_time_unix_nano"],
-            severity_number=log["severity_number"],  # type: ignore[arg-type]
-            severity_text=log["severity_text"],
-            body=_to_any(log["body"]),
-            attributes=kvs(log["attributes"]),
-            trace_id=bytes.fromhex(log["trace_id"]),
-            span_id=bytes.fromhex(log["span_id"]),
-            event_name=log["event_name"],
-        )
-        request = ExportLogsServiceRequest(
-            resource_logs=[
-                ResourceLogs(
-                    resource=Resource(attributes=kvs(log["resource"])),
-                    scope_logs=[ScopeLogs(log_records=[record])],
-                )
+    As the Collector's ``file`` exporter writes them: hex ids, one request per
+    line; consecutive items of one resource share a line.
+    """
+    lines: list[str] = []
+    for resource, group in _runs(received.logs):
+        records = [
+            {
+                "timeUnixNano": str(log["time_unix_nano"]),
+                "observedTimeUnixNano": str(log["observed_time_unix_nano"]),
+                "severityNumber": log["severity_number"],
+                "severityText": log["severity_text"],
+                "body": _json_any(log["body"]),
+                "attributes": _json_kvs(log["attributes"]),
+                "traceId": log["trace_id"],
+                "spanId": log["span_id"],
+                "eventName": log["event_name"],
+            }
+            for log in group
+        ]
+        scope = {"name": group[0]["scope"]} if group[0]["scope"] else {}
+        request = {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": _json_kvs(resource)},
+                    "scopeLogs": [{"scope": scope, "logRecords": records}],
+                }
             ]
-        )
-        lines.append(_to_json_line(request))
-    for s in received.spans:
-        span = Span(
-            trace_id=bytes.fromhex(s["trace_id"]),
-            span_id=bytes.fromhex(s["span_id"]),
-            parent_span_id=bytes.fromhex(s["parent_span_id"]),
-            name=s["name"],
-            start_time_unix_nano=s["start"],
-            end_time_unix_nano=s["end"],
-            attributes=kvs(s["attributes"]),
-            status=Status(code=s["status_code"], message=s["status_message"]),  # type: ignore[arg-type]
-            events=[
-                Span.Event(
-                    time_unix_nano=e["time"], name=e["name"], attributes=kvs(e["attributes"])
-                )
-                for e in s["events"]
-            ],
-            links=[
-                Span.Link(
-                    trace_id=bytes.fromhex(link["trace_id"]),
-                    span_id=bytes.fromhex(link["span_id"]),
-                    attributes=kvs(link["attributes"]),
-                )
-                for link in s.get("links", [])
-            ],
-        )
-        treq = ExportTraceServiceRequest(
-            resource_spans=[
-                ResourceSpans(
-                    resource=Resource(attributes=kvs(s["resource"])),
-                    scope_spans=[ScopeSpans(spans=[span])],
-                )
+        }
+        lines.append(json.dumps(request, separators=(",", ":")))
+    for resource, spans in _runs(received.spans):
+        items = [
+            {
+                "traceId": s["trace_id"],
+                "spanId": s["span_id"],
+                "parentSpanId": s["parent_span_id"],
+                "name": s["name"],
+                "startTimeUnixNano": str(s["start"]),
+                "endTimeUnixNano": str(s["end"]),
+                "attributes": _json_kvs(s["attributes"]),
+                "status": {"code": s["status_code"], "message": s["status_message"]},
+                "events": [
+                    {
+                        "timeUnixNano": str(e["time"]),
+                        "name": e["name"],
+                        "attributes": _json_kvs(e["attributes"]),
+                    }
+                    for e in s["events"]
+                ],
+                "links": [
+                    {
+                        "traceId": link["trace_id"],
+                        "spanId": link["span_id"],
+                        "attributes": _json_kvs(link["attributes"]),
+                    }
+                    for link in s.get("links", [])
+                ],
+            }
+            for s in spans
+        ]
+        request = {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": _json_kvs(resource)},
+                    "scopeSpans": [{"spans": items}],
+                }
             ]
-        )
-        lines.append(_to_json_line(treq))
+        }
+        lines.append(json.dumps(request, separators=(",", ":")))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _to_json_line(message: Any) -> str:
-    data = json_format.MessageToDict(message)
-    _base64_ids_to_hex(data)
-    return json.dumps(data, separators=(",", ":"))
+_Item = TypeVar("_Item", LogItem, SpanItem)
 
 
-def _base64_ids_to_hex(node: Any) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _base64_ids_to_hex(value)
-    elif isinstance(node, list):
-        for item in node:
-            _base64_ids_to_hex(item)
+def _runs(items: list[_Item]) -> Iterator[tuple[dict[str, Any], list[_Item]]]:
+    """Consecutive items that share a resource (and, for logs, a scope)."""
+    group: list[_Item] = []
+    for item in items:
+        if group and (
+            item["resource"] != group[0]["resource"]
+            or item.get("scope") != group[0].get("scope")
+            or len(group) >= 512
+        ):
+            yield group[0]["resource"], group
+            group = []
+        group.append(item)
+    if group:
+        yield group[0]["resource"], group
 
 
-def _to_any(value: Any) -> AnyValue:  # noqa: PLR0911 -- one return per OTLP value kind
+def _json_kvs(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _json_any(v)} for k, v in d.items()]
+
+
+def _json_any(value: Any) -> dict[str, Any]:  # noqa: PLR0911 -- one return per OTLP value kind
     if value is None:
-        return AnyValue()
+        return {}
     if isinstance(value, bool):
-        return AnyValue(bool_value=value)
+        return {"boolValue": value}
     if isinstance(value, int):
-        return AnyValue(int_value=value)
+        return {"intValue": str(value)}
     if isinstance(value, float):
-        return AnyValue(double_value=value)
+        if math.isfinite(value):
+            return {"doubleValue": value}
+        return {
+            "doubleValue": "NaN"
+            if math.isnan(value)
+            else ("Infinity" if value > 0 else "-Infinity")
+        }
     if isinstance(value, str):
-        return AnyValue(string_value=value)
+        return {"stringValue": value}
     if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
+        return {"bytesValue": base64.b64encode(value).decode()}
     if isinstance(value, (list, tuple)):
-        from opentelemetry.proto.common.v1.common_pb2 import ArrayValue
-
-        return AnyValue(array_value=ArrayValue(values=[_to_any(v) for v in value]))
+        return {"arrayValue": {"values": [_json_any(v) for v in value]}}
     if isinstance(value, dict):
-        from opentelemetry.proto.common.v1.common_pb2 import KeyValue, KeyValueList
-
-        return AnyValue(
-            kvlist_value=KeyValueList(
-                values=[KeyValue(key=str(k), value=_to_any(v)) for k, v in value.items()]
-            )
-        )
-    return AnyValue(string_value=str(value))
+        return {"kvlistValue": {"values": _json_kvs({str(k): v for k, v in value.items()})}}
+    return {"stringValue": str(value)}

@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from torchelastic_otel.timeline.model import Failure, JobTimeline, Node
+from torchelastic_otel.timeline.model import LATE_JOIN_S, Failure, JobTimeline, Node
 
 _CSS = """
 body { font: 13px/1.4 -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif;
@@ -465,10 +465,10 @@ def _failures(job: JobTimeline, index: dict[int, int]) -> str:
     if not job.failures:
         return ""
     if not job.large:
-        rows = "".join(_failure_row(job, f, index) for f in job.failures)
+        every = "".join(_failure_row(job, f, index) for f in job.failures)
         return (
             '<h2>Failures</h2><table class="failures"><tr><th class="num">at</th>'
-            f'<th class="num">round</th><th>node</th><th>what</th></tr>{rows}</table>'
+            f'<th class="num">round</th><th>node</th><th>what</th></tr>{every}</table>'
         )
     groups: dict[str, list[Failure]] = defaultdict(list)
     for f in job.failures:
@@ -521,8 +521,9 @@ def _alerts(job: JobTimeline, index: dict[int, int]) -> str:
             items = ", ".join(f"{_node_link(job, n, index)} (+{s:.1f}s)" for n, s in c.late[:cap])
             more = f" ... and {len(c.late) - cap:,} more" if len(c.late) > cap else ""
             out.append(
-                f'<p class="alert late"><b>joined late:</b> round {c.round}: {len(c.late):,} '
-                f"node(s) started the rendezvous after the round's median start: {items}{more}</p>"
+                f'<p class="alert late"><b>joined late:</b> round {c.round}: {items}{more} '
+                f"started the rendezvous {LATE_JOIN_S:g} s or more after the round's median "
+                "start: the others waited</p>"
             )
     if job.waiting:
         out.append(

@@ -408,6 +408,7 @@ class _Builder:
         self.roots: dict[int, SpanItem] = {}
         self.job: SpanItem | None = None
         self.worker_spans: dict[str, tuple[Node, NodeCycle, Worker]] = {}
+        self.from_spans: set[str] = set()  # span ids of the worker spans that arrived
         self.parts_by_span: dict[str, tuple[Node, NodeCycle]] = {}
         self.round_of_trace: dict[str, int] = {}
         self.times: list[int] = []
@@ -546,6 +547,7 @@ class _Builder:
         )
         part.workers.append(worker)
         self.worker_spans[s["span_id"]] = (node, part, worker)
+        self.from_spans.add(s["span_id"])
 
     def add_attempt_span(self, s: SpanItem) -> None:
         a = s["attributes"]
@@ -605,7 +607,10 @@ class _Builder:
                 ranks[rank] += 1
             if name == sc.CYCLE_EVENT:
                 waiting_since = None
-                current = self.cycle_record(node, log, rank) or current
+                part = self.cycle_record(node, log, rank)
+                if current is not None and part is not None and part is not current:
+                    _close_record_part(current, log["time_unix_nano"], open_workers)
+                current = part or current
                 continue
             if a.get(sc.SOURCE) == sc.SOURCE_WORKER and a.get(sc.WORKER_ID):
                 waiting_since = None
@@ -619,6 +624,12 @@ class _Builder:
             if log["severity_number"] >= sc.SEVERITY_ERROR or state == sc.STATE_FAILED:
                 kind = "worker" if a.get(sc.WORKER_ID) else "agent"
                 self.add_failure(node, log, kind)
+        self.end_of_records(node, waiting_since, open_workers)
+
+    def end_of_records(
+        self, node: Node, waiting_since: int | None, open_workers: dict[str, Worker]
+    ) -> None:
+        """What is still open when a node's records end."""
         for worker in open_workers.values():
             worker.unfinished = True
         if waiting_since is not None and not any(
@@ -671,7 +682,7 @@ class _Builder:
         open_workers: dict[str, Worker],
     ) -> NodeCycle | None:
         """A worker event: nothing to do when its span arrived, else it stands in for it."""
-        if log["span_id"] in self.worker_spans:
+        if log["span_id"] in self.from_spans:
             return current
         a = log["attributes"]
         t = log["time_unix_nano"]
@@ -682,6 +693,8 @@ class _Builder:
         if part is None:
             restarts = _int(a.get("torchelastic.agent_restarts"))
             part = self.part_for(node, restarts or 0, t, log["trace_id"])
+        if current is not None and part is not current:
+            _close_record_part(current, t, open_workers)
         state = str(a.get(sc.NODE_STATE, ""))
         wid = str(a.get(sc.WORKER_ID))
         worker = open_workers.get(wid)
@@ -941,6 +954,23 @@ class _Builder:
         return notes
 
 
+def _close_record_part(part: NodeCycle, t_ns: int, open_workers: dict[str, Worker]) -> None:
+    """A part known from records only ends when the node's next cycle starts."""
+    if part.has_span:
+        return
+    for wid, worker in list(open_workers.items()):
+        if any(worker is w for w in part.workers):
+            del open_workers[wid]
+            worker.end_ns = max(worker.end_ns, t_ns)
+            worker.unfinished = False
+            worker.end_reason = sc.END_RESTARTED
+            worker.state = sc.STATE_TERMINATED
+    part.end_ns = max(part.end_ns, t_ns)
+    part.unfinished = False
+    if part.outcome == sc.OUTCOME_UNFINISHED:
+        part.outcome = sc.OUTCOME_RESTARTED
+
+
 def _outcome(parts: list[NodeCycle]) -> str:
     outcomes = {p.outcome for p in parts}
     for outcome in (sc.OUTCOME_FAILED, sc.OUTCOME_UNFINISHED, sc.OUTCOME_RESTARTED):
@@ -949,8 +979,11 @@ def _outcome(parts: list[NodeCycle]) -> str:
     return sc.OUTCOME_SUCCEEDED if outcomes else sc.OUTCOME_UNFINISHED
 
 
+_NO_ERROR_OF_ITS_OWN = ("", sc.WORKER_FAILURE.rsplit(".", 1)[-1])
+
+
 def _own_error(f: Failure) -> bool:
-    return not f.signal or f.exc_type not in ("", sc.WORKER_FAILURE)
+    return not f.signal or f.exc_type.rsplit(".", 1)[-1] not in _NO_ERROR_OF_ITS_OWN
 
 
 def _mark_killed(failures: list[Failure]) -> None:

@@ -22,7 +22,14 @@ from rich.table import Table
 from rich.text import Text
 
 from torchelastic_otel import semconv as sc
-from torchelastic_otel.timeline.model import Attempt, Failure, JobTimeline, Node, Worker
+from torchelastic_otel.timeline.model import (
+    LATE_JOIN_S,
+    Attempt,
+    Failure,
+    JobTimeline,
+    Node,
+    Worker,
+)
 
 LABEL_WIDTH = 24
 LIST_CAP = 5
@@ -276,13 +283,13 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         "slowest",
         "up",
     ):
-        slowest = column == "slowest"
+        last = column == "slowest"
         table.add_column(
             column,
             justify="left" if column in ("outcome", "slowest") else "right",
             no_wrap=True,
-            overflow="ellipsis" if slowest else "crop",
-            max_width=max(8, width - 92) if slowest else None,
+            overflow="ellipsis" if last else "crop",
+            max_width=max(8, width - 92) if last else None,
         )
     table.caption = (
         "restarts: left/allowed · rdzv: the nodes' rendezvous durations, slowest node · "
@@ -364,15 +371,14 @@ def _node_lists(job: JobTimeline, cap: int) -> list[RenderableType]:
         out.append(line)
     for cycle in job.cycles:
         if cycle.late:
-            line = Text(
-                f"joined late: round {cycle.round}: {_plural(len(cycle.late), 'node')} ",
-                style="bold yellow",
-            )
-            line.append("started the rendezvous ")
+            line = Text(f"joined late: round {cycle.round}: ", style="bold yellow")
             line.append(
                 _capped([f"{n.short} (+{s:.1f} s)" for n, s in cycle.late], cap), style="yellow"
             )
-            line.append(" after the round's median start")
+            line.append(
+                f" started the rendezvous {LATE_JOIN_S:g} s or more after the round's median "
+                "start: the others waited"
+            )
             out.append(line)
     waiting = job.waiting
     if waiting:
