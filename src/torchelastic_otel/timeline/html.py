@@ -248,6 +248,7 @@ class Job {
       y += ROW;
       p.push('<text class="row-label" x="16" y="' + (y + 14) + '">rendezvous</text>');
       const workers = {};
+      const byLocal = n.c.every(c => c[6].every(w => w[6] >= 0));
       for (const c of n.c) {
         const rdzvEnd = c[4] != null ? Math.min(c[2], c[1] + c[4]) : c[1];
         p.push(this.bar('rdzv', c[1], rdzvEnd, y, 'round ' + c[0] + ' rendezvous: ' +
@@ -255,7 +256,11 @@ class Job {
           ' — node ' + c[3], c[7]));
         if (c[5]) p.push(this.bar('assign', rdzvEnd, rdzvEnd + c[5], y, 'round ' + c[0] +
           ' assign worker ranks: ' + (c[5] / 1000).toFixed(3) + 's', null));
-        for (const w of c[6]) (workers[w[0]] = workers[w[0]] || []).push([c[0], w]);
+        for (const w of c[6]) {
+          // A row per local rank (a worker slot): its global rank changes when nodes leave.
+          const k = byLocal ? w[6] : w[0];
+          (workers[k] = workers[k] || []).push([c[0], w]);
+        }
       }
       for (const a of n.a) {
         p.push(this.bar('attempt ' + (a[2] ? 'failed' : 'waiting'), a[0], a[1], y,
@@ -263,9 +268,11 @@ class Job {
           a[3], null));
       }
       y += ROW;
-      for (const g of Object.keys(workers).map(Number).sort((a, b) => a - b)) {
-        p.push('<text class="row-label" x="16" y="' + (y + 14) + '">worker ' + g + '</text>');
-        for (const [round, w] of workers[g]) {
+      for (const k of Object.keys(workers).map(Number).sort((a, b) => a - b)) {
+        const ranks = [...new Set(workers[k].map(rw => rw[1][0]))].join('/');
+        p.push('<text class="row-label" x="16" y="' + (y + 14) + '">worker ' + ranks + '</text>');
+        for (const [round, w] of workers[k]) {
+          const g = w[0];
           const res = w[3];
           const title = 'worker ' + g + ' (round ' + round + '): ' + res + ', ' + secs(w[1]) +
             ' to ' + secs(w[2]) + ' (' + ((w[2] - w[1]) / 1000).toFixed(3) + 's)' +
@@ -333,6 +340,7 @@ def _job_data(job: JobTimeline) -> dict[str, Any]:
                     w.result,
                     (f"killed by {w.signal}" if w.killed else w.message)[:200],
                     w.attributes if attrs else None,
+                    w.local_rank,
                 ]
                 for w in c.workers
             ]

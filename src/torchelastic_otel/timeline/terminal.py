@@ -176,12 +176,15 @@ def _lane_block(node: Node, scale: _Scale) -> list[Text]:
     if node.waiting is not None:
         head.append("  waiting in a rendezvous", style="bold yellow")
     rows = [head, _rendezvous_row(node, scale).text("rendezvous", "bold")]
+    # A row per local rank (a worker slot): its global rank changes when nodes leave.
+    every = [w for part in node.cycles for w in part.workers]
+    by_local = all(w.local_rank >= 0 for w in every)
     workers: dict[int, list[Worker]] = defaultdict(list)
-    for part in node.cycles:
-        for w in part.workers:
-            workers[w.global_rank].append(w)
-    for rank in sorted(workers):
-        rows.append(_worker_row(workers[rank], scale).text(workers[rank][0].label))
+    for w in every:
+        workers[w.local_rank if by_local else w.global_rank].append(w)
+    for key in sorted(workers):
+        ranks = "/".join(str(r) for r in dict.fromkeys(w.global_rank for w in workers[key]))
+        rows.append(_worker_row(workers[key], scale).text(f"worker {ranks}"))
     return rows
 
 
