@@ -163,7 +163,12 @@ def test_at_scale_clicking_a_node_draws_its_lanes(large: tuple[Any, JobTimeline]
     page.locator("input.search").fill("late")
     assert page.locator("tr.node-row").count() == 1
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "timeline-scale.png"), full_page=False)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(
+        path=str(ARTIFACTS / "timeline-scale.png"),
+        full_page=True,
+        clip={"x": 0, "y": 0, "width": 1200, "height": 1250},
+    )
 
 
 def test_no_network_fetches(small: tuple[Any, JobTimeline], large: tuple[Any, JobTimeline]) -> None:

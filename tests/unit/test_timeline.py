@@ -9,6 +9,7 @@ missing from the next round, a late joiner, a stalled rendezvous, 1,024 nodes.
 
 import base64
 import json
+import os
 import re
 import signal
 import subprocess
@@ -35,7 +36,9 @@ from torchelastic_otel.timeline.model import (
 )
 from torchelastic_otel.timeline.terminal import print_timelines, render
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "demo-job.otlp.jsonl"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "demo-job.otlp.jsonl"
+ARTIFACTS = ROOT / "build" / "test-artifacts"
 MAX_LINES = 200
 MAX_HTML = 5_000_000
 
@@ -123,6 +126,24 @@ def test_terminal_shows_cycles_lanes_and_failures(received: Received) -> None:
         assert needle in text, needle
     # The root cause is listed before the killed worker.
     assert text.index("worker 3: RuntimeError") < text.index("worker 2: killed")
+
+
+def test_terminal_pictures(received: Received) -> None:
+    """The README's terminal pictures (docs/images/timeline-terminal*.svg come from here)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    big = synth_job(
+        nodes=1024, workers=8, rounds=4, missing={3: [641]}, late={2: {97: 42.0, 310: 18.5}}
+    )
+    for name, job in (
+        ("timeline-terminal.svg", build_timelines(received)[0]),
+        ("timeline-terminal-scale.svg", build_timelines(big)[0]),
+    ):
+        with open(os.devnull, "w") as sink:
+            console = Console(width=120, record=True, file=sink)
+            console.print(render(job, width=120))
+        svg = console.export_svg(title="torchelastic-otel timeline")
+        assert "<svg" in svg
+        (ARTIFACTS / name).write_text(svg)
 
 
 def test_terminal_draws_root_cause_and_killed_apart(received: Received) -> None:

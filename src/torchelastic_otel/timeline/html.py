@@ -64,7 +64,8 @@ td.num, th.num { text-align: right; }
        background: #1d2330; color: #fff; padding: 8px 10px; border-radius: 6px;
        font-size: 12px; box-shadow: 0 4px 12px rgba(0,0,0,.25); z-index: 10; }
 #tip b { display: block; margin-bottom: 4px; } #tip td { padding: 0 8px 0 0;
-       vertical-align: top; color: #fff; } #tip td:first-child { color: #8c959f; }
+       vertical-align: top; color: #fff; white-space: pre-wrap; word-break: break-word; }
+#tip td:first-child { color: #8c959f; white-space: nowrap; }
 .legend span { display: inline-block; width: 14px; height: 10px; margin: 0 4px 0 14px; }
 .hint { color: #57606a; }
 """
@@ -328,6 +329,12 @@ def _job_data(job: JobTimeline) -> dict[str, Any]:
         tags[id(n)].append("late")
     for n in job.waiting:
         tags[id(n)].append("waiting")
+    errors: dict[tuple[int, int | None, int | None], dict[str, Any]] = {}
+    if attrs:  # a failed worker's tooltip gets its error record's exception.* too
+        for f in job.worker_failures:
+            errors[id(f.node), f.round, f.global_rank] = {
+                k: v for k, v in f.attributes.items() if k.startswith("exception.")
+            }
     nodes = []
     for n in job.nodes:
         cycles = []
@@ -339,7 +346,9 @@ def _job_data(job: JobTimeline) -> dict[str, Any]:
                     _ms(job, w.end_ns),
                     w.result,
                     (f"killed by {w.signal}" if w.killed else w.message)[:200],
-                    w.attributes if attrs else None,
+                    {**w.attributes, **errors.get((id(n), c.round, w.global_rank), {})}
+                    if attrs
+                    else None,
                     w.local_rank,
                 ]
                 for w in c.workers

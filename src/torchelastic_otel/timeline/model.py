@@ -1047,16 +1047,11 @@ def _some(items: Any, limit: int = 3) -> str:
 
 
 def load(paths: list[Path]) -> Received:
-    """Read OTLP JSON files into one :class:`Received`, without what no view shows."""
+    """Read OTLP JSON files into one :class:`Received`."""
     received = Received()
     for path in paths:
-        read_otlp_json(path, into=received, keep_log=_keep_log)
+        read_otlp_json(path, into=received)
     return received
-
-
-def _keep_log(event_name: str, severity: int) -> bool:
-    # The keep-alive summaries say nothing a view shows.
-    return event_name != sc.HEARTBEAT_SUMMARY
 
 
 class RendezvousWatch:
