@@ -23,6 +23,7 @@ CYCLE_S = 30
 """How long a cycle that fails runs."""
 LAST_S = 60
 """How long the last cycle runs."""
+_WORKER_FAILED = "torchelastic.worker.status." + sc.STATE_FAILED
 
 
 @dataclass
@@ -164,7 +165,7 @@ def synth_job(  # noqa: PLR0912 -- one job, told in order
                     **common,
                     sc.NODE_STATE: sc.STATE_FAILED
                     if outcome == sc.OUTCOME_FAILED
-                    else "TERMINATED",
+                    else sc.STATE_TERMINATED,
                     sc.OUTCOME: outcome,
                     sc.RENDEZVOUS_DURATION_MS: rdzv_ms,
                     sc.ASSIGN_DURATION_MS: 2.0,
@@ -238,8 +239,8 @@ def synth_job(  # noqa: PLR0912 -- one job, told in order
                         job.log(
                             res,
                             w_end,
-                            "torchelastic.worker.status.FAILED",
-                            "torchelastic.worker.status.FAILED",
+                            _WORKER_FAILED,
+                            _WORKER_FAILED,
                             {
                                 sc.RANK: rank,
                                 sc.NODE_STATE: sc.STATE_FAILED,

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline.model import LATE_JOIN_S, Failure, JobTimeline, Node
 
 _CSS = """
@@ -333,7 +334,7 @@ def _job_data(job: JobTimeline) -> dict[str, Any]:
     if attrs:  # a failed worker's tooltip gets its error record's exception.* too
         for f in job.worker_failures:
             errors[id(f.node), f.round, f.global_rank] = {
-                k: v for k, v in f.attributes.items() if k.startswith("exception.")
+                k: v for k, v in f.attributes.items() if k.startswith(sc.EXCEPTION_PREFIX)
             }
     nodes = []
     for n in job.nodes:

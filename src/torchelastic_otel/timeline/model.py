@@ -47,6 +47,8 @@ _JOINED = re.compile(r"\bhas joined round (\d+)\b")
 _CLOSED = "has closed the rendezvous"
 _NEXT_RENDEZVOUS = "next_rendezvous"
 _NUMBER = re.compile(r"\d+")
+# Not in semconv (yet): the agent's restart count, as the mapping writes it.
+_AGENT_RESTARTS = sc.PREFIX + "agent_restarts"
 _NS = 1_000_000_000
 
 
@@ -691,7 +693,7 @@ class _Builder:
         if round_ is not None and (part is None or part.round != round_):
             part = self.part_for(node, round_, t, log["trace_id"])
         if part is None:
-            restarts = _int(a.get("torchelastic.agent_restarts"))
+            restarts = _int(a.get(_AGENT_RESTARTS))
             part = self.part_for(node, restarts or 0, t, log["trace_id"])
         if current is not None and part is not current:
             _close_record_part(current, t, open_workers)

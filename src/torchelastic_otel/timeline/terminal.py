@@ -272,20 +272,21 @@ def _failure_text(f: Failure, job: JobTimeline) -> Text:
     return Text(f"{f.subject}: killed by {f.signal or 'its agent'}{because}", style="magenta")
 
 
+def _of(n: int, expected: int | None) -> str:
+    """``n``, or ``n/expected`` when they differ."""
+    return str(n) if expected is None or expected == n else f"{n}/{expected}"
+
+
 def _cycles_table(job: JobTimeline, width: int) -> Table:
-    table = Table(title="cycles", title_justify="left", box=None)
-    for column in (
-        "round",
-        "start",
-        "took",
-        "outcome",
-        "nodes",
-        "workers",
-        "restarts",
-        "rdzv p50/max",
-        "slowest",
-        "up",
-    ):
+    table = Table(title="cycles", title_justify="left", box=None, padding=(0, 1))
+    # Narrow terminals lose the slowest node's name (the HTML page has it).
+    slowest_column = width >= 110
+    start_column = width >= 90
+    columns = ["round", "start"] if start_column else ["round"]
+    columns += ["took", "outcome", "nodes", "workers", "restarts", "rdzv p50/max"]
+    columns += ["slowest"] if slowest_column else []
+    columns += ["up"]
+    for column in columns:
         last = column == "slowest"
         table.add_column(
             column,
@@ -295,15 +296,15 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
             max_width=max(8, width - 92) if last else None,
         )
     table.caption = (
-        "restarts: left/allowed · rdzv: the nodes' rendezvous durations, slowest node · "
-        "up: from the first rendezvous start until every node's workers were started"
+        "nodes, workers: joined (/expected when fewer) · restarts: left/allowed · "
+        "rdzv: the nodes' rendezvous durations"
+        + (", slowest node" if slowest_column else "")
+        + " · up: from the first rendezvous start until every node's workers were started"
     )
     table.caption_justify = "left"
     table.caption_style = "dim"
     for c in job.cycles:
         slowest = c.slowest
-        expected = f"/{c.nodes_expected}" if c.nodes_expected is not None else ""
-        workers = f"/{c.workers_expected}" if c.workers_expected is not None else ""
         budget = (
             f"{c.remaining_restarts}/{c.max_restarts}"
             if c.remaining_restarts is not None and c.max_restarts is not None
@@ -313,18 +314,21 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         outcome = Text(c.outcome, style=_OUTCOME_STYLE.get(c.outcome, ""))
         if not c.outcome_from_root:
             outcome.append(" (no root)", style="dim")
-        table.add_row(
-            str(c.round),
-            f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s",
+        cells: list[str | Text] = [str(c.round)]
+        if start_column:
+            cells.append(f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s")
+        cells += [
             _secs(c.duration_s),
             outcome,
-            f"{len(c.parts)}{expected}",
-            f"{c.workers}{workers}",
+            _of(len(c.parts), c.nodes_expected),
+            _of(c.workers, c.workers_expected),
             budget,
             f"{_sec_ms(c.rendezvous_p50_ms)}/{_sec_ms(slowest[0] if slowest else None)}",
-            slowest[1].short if slowest else "",
-            "?" if up is None else f"{up:.1f}s",
-        )
+        ]
+        if slowest_column:
+            cells.append(f"{slowest[1].host} (rank {slowest[1].rank})" if slowest else "")
+        cells.append("?" if up is None else f"{up:.1f}s")
+        table.add_row(*cells)
     return table
 
 
