@@ -261,6 +261,28 @@ def test_stalled_rendezvous_from_records_alone() -> None:
     assert len(job.waiting) == 3
 
 
+def test_a_node_silent_in_a_rendezvous_is_missing_not_waiting() -> None:
+    """Its last word was an attempt to join; then nothing, while the job went on."""
+    received = synth_job(nodes=4, rounds=3, missing={2: [3]})
+    join = next(
+        log
+        for log in received.logs
+        if log["resource"][sc.HOST_NAME] == "node-00003.test"
+        and "attempts to join" in str(log["body"])
+    )
+    round_2 = min(s["start"] for s in received.spans if s["attributes"].get(sc.ROUND) == 2)
+    received.logs.append({**join, "time_unix_nano": round_2})
+    (job,) = build_timelines(received)
+    assert job.waiting == []
+    (gone,) = job.missing
+    assert [n.host for n in gone.nodes] == ["node-00003.test"]
+    silent = gone.nodes[0].attempts[-1]
+    assert (silent.waiting, silent.message) == (False, "went silent while waiting in a rendezvous")
+    text = _text(job)
+    assert "rank 3 node-00003.test (last seen +60.00s)" in text
+    assert "went silent" in text
+
+
 def test_failures_by_round_root_cause_first() -> None:
     (job,) = build_timelines(synth_job(nodes=3, workers=3, rounds=3))
     order = [(f.round, f.global_rank, f.killed) for f in job.failures]

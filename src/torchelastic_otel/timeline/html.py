@@ -530,9 +530,14 @@ def _alerts(job: JobTimeline, index: dict[int, int]) -> str:
     out = []
     for m in job.missing:
         before = f"round {m.before}" if m.before is not None else "the rendezvous still waiting"
+        items = ", ".join(
+            f"{_node_link(job, n, index)} (last seen +{(n.end_ns - job.start_ns) / 1e9:.1f}s)"
+            for n in m.nodes[:cap]
+        )
+        more = f" ... and {len(m.nodes) - cap:,} more" if len(m.nodes) > cap else ""
         out.append(
             f'<p class="alert missing"><b>missing:</b> {len(m.nodes):,} node(s) of round '
-            f"{m.after} not in {before}: {_capped_links(job, m.nodes, index, cap)}</p>"
+            f"{m.after} not in {before}: {items}{more}</p>"
         )
     for c in job.cycles:
         if c.late:

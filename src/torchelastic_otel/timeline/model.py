@@ -41,6 +41,8 @@ LATE_JOIN_S = 5.0
 late: the others waited for it."""
 SUMMARY_NODES = 16
 """Jobs with more nodes than this are shown as a summary (lanes on demand)."""
+SILENT_S = 60.0
+"""A node whose data ends this long before the job's went silent (died, lost its link)."""
 
 _JOIN_ATTEMPT = "attempts to join"
 _JOINED = re.compile(r"\bhas joined round (\d+)\b")
@@ -776,9 +778,7 @@ class _Builder:
         nodes.sort(key=lambda n: (n.rank < 0, n.rank, n.start_ns, n.key))
         end_ns = max(self.times, default=0)
         for node in nodes:
-            for attempt in node.attempts:
-                if attempt.waiting and not attempt.attributes:
-                    attempt.end_ns = max(attempt.end_ns, end_ns)
+            _end_waits(node, end_ns)
         cycles = self.cycles(nodes)
         failures = _order_failures([f for n in nodes for f in n.failures])
         trace_ids = {s["trace_id"] for s in spans} | {log["trace_id"] for log in logs}
@@ -884,10 +884,13 @@ class _Builder:
                 value = _int(settings.get(key))
                 if value is not None:
                     return value
-                values = Counter(
-                    getattr(p, attr) for _, p in members if getattr(p, attr) is not None
-                )
-                return values.most_common(1)[0][0] if values else None
+                known = [getattr(p, attr) for _, p in members if getattr(p, attr) is not None]
+                if not known:
+                    return None
+                if key == sc.REMAINING_RESTARTS:
+                    # Nodes restarted by a peer keep their budget: the lowest is the job's.
+                    return int(min(known))
+                return int(Counter(known).most_common(1)[0][0])
 
             outcome = str(settings.get(sc.OUTCOME, "")) or _outcome([p for _, p in members])
             cycle = Cycle(
@@ -954,6 +957,20 @@ class _Builder:
         if other:
             notes.append(f"{other} span(s) of other names ignored")
         return notes
+
+
+def _end_waits(node: Node, end_ns: int) -> None:
+    """A wait known from records lasts until the data ends, unless the node went quiet."""
+    silent = end_ns - node.end_ns > SILENT_S * _NS
+    for attempt in node.attempts:
+        if attempt.waiting and not attempt.attributes:
+            if silent:
+                # It went quiet in a rendezvous while the others went on: not waiting at
+                # the end (missing, most likely).
+                attempt.waiting = False
+                attempt.message = "went silent while waiting in a rendezvous"
+            else:
+                attempt.end_ns = max(attempt.end_ns, end_ns)
 
 
 def _close_record_part(part: NodeCycle, t_ns: int, open_workers: dict[str, Worker]) -> None:

@@ -300,6 +300,11 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         "rdzv: the nodes' rendezvous durations"
         + (", slowest node" if slowest_column else "")
         + " · up: from the first rendezvous start until every node's workers were started"
+        + (
+            " · *: no cycle root span, the nodes' own outcome"
+            if any(not c.outcome_from_root for c in job.cycles)
+            else ""
+        )
     )
     table.caption_justify = "left"
     table.caption_style = "dim"
@@ -313,7 +318,7 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         up = c.workers_started_s
         outcome = Text(c.outcome, style=_OUTCOME_STYLE.get(c.outcome, ""))
         if not c.outcome_from_root:
-            outcome.append(" (no root)", style="dim")
+            outcome.append("*", style="bold yellow")
         cells: list[str | Text] = [str(c.round)]
         if start_column:
             cells.append(f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s")
@@ -356,9 +361,8 @@ def _rendezvous_table(job: JobTimeline) -> Table:
             )
         for a in node.attempts:
             took = _ms((a.end_ns - a.start_ns) / 1e6)
-            rows.append(
-                (a.start_ns, node, "-", a.start_ns, took, "FAILED" if a.failed else "waiting")
-            )
+            result = "FAILED" if a.failed else ("waiting" if a.waiting else "went silent")
+            rows.append((a.start_ns, node, "-", a.start_ns, took, result))
     for _, node, round_, start, took, result in sorted(rows, key=lambda r: (r[1].rank, r[0])):
         style = "red" if result == "FAILED" else ("yellow" if result != "joined" else "")
         table.add_row(node.title, round_, _at(job, start), took, Text(result, style=style))
@@ -374,7 +378,10 @@ def _node_lists(job: JobTimeline, cap: int) -> list[RenderableType]:
             f"missing: {_plural(len(m.nodes), 'node')} of round {m.after} not in {before}: ",
             style="bold red",
         )
-        line.append(_capped([n.short for n in m.nodes], cap), style="red")
+        line.append(
+            _capped([f"{n.short} (last seen {_at(job, n.end_ns)})" for n in m.nodes], cap),
+            style="red",
+        )
         out.append(line)
     for cycle in job.cycles:
         if cycle.late:
