@@ -1,13 +1,15 @@
 """The ``torchelastic-otel`` command.
 
-``torchelastic-otel timeline`` shows a job's rendezvous timeline from OTLP JSON
-files (what the OpenTelemetry Collector's ``file`` exporter writes, or ``make
-demo``'s ``build/demo/otlp.jsonl``), or live: it receives OTLP on 127.0.0.1 (gRPC
-and HTTP) for the duration of a job, behind a collector or directly.
+``torchelastic-otel timeline`` shows a job's timeline (restart cycles, nodes,
+workers, failures, rendezvous) from OTLP JSON files (what the OpenTelemetry
+Collector's ``file`` exporter writes, or ``make demo``'s ``build/demo/otlp.jsonl``),
+or live: it receives OTLP (gRPC and HTTP, on 127.0.0.1 unless ``--host`` says
+otherwise) for the duration of a job, behind a collector or directly.
 
 Examples::
 
     torchelastic-otel timeline build/demo/otlp.jsonl --html timeline.html
+    torchelastic-otel timeline otlp.jsonl --node node-0042 --width 160
     torchelastic-otel timeline --listen --grpc-port 4317 --http-port 4318 --idle-exit 10
 """
 
@@ -31,24 +33,42 @@ def _parser() -> argparse.ArgumentParser:
     tl = sub.add_parser(
         "timeline",
         help="show a job's rendezvous timeline",
-        description="Show a job's rendezvous timeline: nodes by time, rendezvous rounds, "
-        "worker lifetimes, failures and restarts.",
+        description="Show a job's timeline: restart cycles, nodes by time, rendezvous, "
+        "worker lifetimes, failures (root cause first), nodes missing, late or still waiting. "
+        "Jobs of more than 16 nodes are summarised; --node draws chosen nodes' lanes.",
     )
     tl.add_argument("files", nargs="*", type=Path, help="OTLP JSON files (one request per line)")
-    tl.add_argument("--listen", action="store_true", help="receive OTLP on 127.0.0.1 instead")
+    tl.add_argument("--listen", action="store_true", help="receive OTLP (gRPC and HTTP) instead")
+    tl.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="with --listen: the address to listen on (default 127.0.0.1; 0.0.0.0: every one)",
+    )
     tl.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0: none)")
     tl.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (0: none)")
     tl.add_argument(
         "--idle-exit",
         type=float,
         default=0.0,
-        help="with --listen: stop this many seconds after the last data (0: run until Ctrl-C)",
+        help="with --listen: stop this many seconds after the last data, unless a node still "
+        "waits in a rendezvous (0: run until Ctrl-C or SIGTERM)",
     )
     tl.add_argument("--duration", type=float, default=0.0, help="with --listen: stop after S s")
     tl.add_argument("--run-id", help="only this run_id")
     tl.add_argument("--html", type=Path, help="also write a self-contained HTML page here")
     tl.add_argument("--save", type=Path, help="with --listen: save what arrived as OTLP JSON")
-    tl.add_argument("--width", type=int, help="terminal width to draw for")
+    tl.add_argument("--width", type=int, help="width to draw for (also when piped)")
+    tl.add_argument(
+        "--node",
+        action="append",
+        metavar="HOST|RANK",
+        help="also draw this node's lanes (host, host:pid or rank; repeatable)",
+    )
+    view = tl.add_mutually_exclusive_group()
+    view.add_argument("--summary", action="store_true", help="summarise, whatever the node count")
+    view.add_argument(
+        "--lanes", action="store_true", help="draw every node's lanes, whatever the node count"
+    )
     return parser
 
 
@@ -64,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    console = Console(stderr=False)
+    if args.width is not None and args.width < 40:
+        print("torchelastic-otel: error: --width must be at least 40", file=sys.stderr)
+        return EXIT_USAGE
+    # A width given is a width kept: rich would otherwise draw for 80 columns when piped.
+    console = Console(stderr=False, width=args.width)
     err = Console(stderr=True, soft_wrap=True)
     if args.listen == bool(args.files):
         err.print("[red]error:[/red] give OTLP JSON files, or --listen (not both)")
@@ -101,33 +125,22 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
         where = []
         try:
             if args.grpc_port:
-                grpc = stack.enter_context(OtlpGrpcReceiver(args.grpc_port, received))
+                grpc = stack.enter_context(
+                    OtlpGrpcReceiver(args.grpc_port, received, host=args.host)
+                )
                 where.append(f"gRPC {grpc.endpoint}")
             if args.http_port:
-                http = stack.enter_context(OtlpHttpReceiver(args.http_port, received))
+                http = stack.enter_context(
+                    OtlpHttpReceiver(args.http_port, received, host=args.host)
+                )
                 where.append(f"HTTP {http.endpoint}")
         except PortInUseError as e:
             raise OSError(f"{e}: choose another with --grpc-port / --http-port") from None
-        started = time.monotonic()
-        last_count, last_change = 0, started
-        try:
-            with err.status("") as status:
-                while True:
-                    count = len(received.logs) + len(received.spans)
-                    now = time.monotonic()
-                    if count != last_count:
-                        last_count, last_change = count, now
-                    status.update(
-                        f"receiving OTLP on {', '.join(where)} — {len(received.logs)} records, "
-                        f"{len(received.spans)} spans (Ctrl-C to stop)"
-                    )
-                    if args.duration and now - started >= args.duration:
-                        break
-                    if args.idle_exit and count and now - last_change >= args.idle_exit:
-                        break
-                    time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        if not err.is_terminal:
+            # No spinner to show it: say where to send data, once, for logs and scripts.
+            err.print(f"receiving OTLP on {', '.join(where)}", highlight=False)
+        why = _receive(args, received, where, err)
+        err.print(f"{why}: {len(received.logs)} records, {len(received.spans)} spans received")
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         write_otlp_json(received, args.save)
@@ -135,16 +148,67 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
     return received
 
 
+def _receive(
+    args: argparse.Namespace, received: "Received", where: list[str], err: "Console"
+) -> str:
+    """Receive until told to stop (Ctrl-C, SIGTERM), --duration or --idle-exit; say why."""
+    import signal
+    import threading
+    from contextlib import nullcontext
+
+    from torchelastic_otel.timeline.model import RendezvousWatch
+
+    stop = threading.Event()
+    reason = ["stopped"]
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        reason[0] = "SIGTERM"
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    watch = RendezvousWatch()
+    started = time.monotonic()
+    last_count, last_change = 0, started
+    status = err.status("") if err.is_terminal else nullcontext()
+    try:
+        with status as spinner:
+            while not stop.is_set():
+                count = len(received.logs) + len(received.spans)
+                now = time.monotonic()
+                if count != last_count:
+                    last_count, last_change = count, now
+                waiting = watch.update(received.logs)
+                if spinner is not None:
+                    wait = f", {len(waiting)} node(s) waiting in a rendezvous" if waiting else ""
+                    spinner.update(
+                        f"receiving OTLP on {', '.join(where)} — {len(received.logs)} records, "
+                        f"{len(received.spans)} spans{wait} (Ctrl-C to stop)"
+                    )
+                if args.duration and now - started >= args.duration:
+                    return f"--duration {args.duration:g} s"
+                idle = bool(args.idle_exit and count and now - last_change >= args.idle_exit)
+                if idle and not waiting:
+                    return f"no data for {args.idle_exit:g} s"
+                stop.wait(0.2)
+    except KeyboardInterrupt:
+        reason[0] = "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return reason[0]
+
+
 def _show(received: "Received", args: argparse.Namespace, console: "Console") -> int:
     from torchelastic_otel.timeline.model import build_timelines
     from torchelastic_otel.timeline.terminal import print_timelines
 
     jobs = build_timelines(received, run_id=args.run_id)
-    print_timelines(jobs, console, width=args.width)
+    summary = True if args.summary else (False if args.lanes else None)
+    print_timelines(jobs, console, width=args.width, summary=summary, nodes=args.node)
     if args.html:
         from torchelastic_otel.timeline.html import write_html
 
-        console.print(f"HTML timeline: {write_html(jobs, args.html).resolve()}")
+        path = write_html(jobs, args.html).resolve()
+        console.print(f"HTML timeline: {path}", soft_wrap=True, highlight=False)
     return 0 if jobs else 1
 
 

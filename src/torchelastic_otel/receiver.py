@@ -1,5 +1,5 @@
-"""OTLP receivers on 127.0.0.1 (HTTP and gRPC) that decode and keep what they are sent:
-log records, spans and metric points.
+"""OTLP receivers (HTTP and gRPC, on 127.0.0.1 by default) that decode and keep what they
+get: log records, spans and metric points.
 
 The test suite puts it behind a real collector to see exactly what a backend would
 see; ``make demo`` and the benchmarks use it to count and show a job's data.
@@ -13,6 +13,7 @@ Example::
 
 import gzip
 import http.server
+import socket
 import threading
 import time
 import zlib
@@ -35,6 +36,19 @@ class PortInUseError(OSError):
     """A receiver could not listen: the port is taken."""
 
 
+class _ThreadingHTTPServerV6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reachable(host: str) -> str:
+    """The address a local client uses for a server listening on ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+
+
 class OtlpHttpReceiver:
     """An OTLP/HTTP server on 127.0.0.1 that keeps every record it is sent.
 
@@ -42,6 +56,7 @@ class OtlpHttpReceiver:
         port: the port to listen on (0: any free one).
         received: where to keep the data (default: a new :class:`Received`).
         tls: (certificate file, key file) to serve HTTPS.
+        host: the address to listen on.
 
     Raises:
         PortInUseError: ``port`` is taken.
@@ -52,6 +67,7 @@ class OtlpHttpReceiver:
         port: int = 0,
         received: Received | None = None,
         tls: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.received = received if received is not None else Received()
         receiver = self
@@ -75,11 +91,14 @@ class OtlpHttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        server_class: type[http.server.ThreadingHTTPServer] = http.server.ThreadingHTTPServer
+        if ":" in host:
+            server_class = _ThreadingHTTPServerV6
         try:
-            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            self.server = server_class((host, port), Handler)
         except OSError as e:
             raise PortInUseError(
-                f"cannot listen on 127.0.0.1:{port} (HTTP): {e.strerror}"
+                f"cannot listen on {_hostport(host, port)} (HTTP): {e.strerror}"
             ) from None
         if tls is not None:
             import ssl
@@ -88,7 +107,7 @@ class OtlpHttpReceiver:
             context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
-        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://{_hostport(_reachable(host), self.port)}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _accept(self, path: str, body: bytes, headers: dict[str, str]) -> bytes | None:
@@ -139,6 +158,7 @@ class OtlpGrpcReceiver:
         port: the port to listen on (0: any free one).
         received: where to keep the data (default: a new :class:`Received`).
         tls: (private key PEM, certificate chain PEM) to serve TLS.
+        host: the address to listen on.
 
     Raises:
         PortInUseError: ``port`` is taken.
@@ -149,6 +169,7 @@ class OtlpGrpcReceiver:
         port: int = 0,
         received: Received | None = None,
         tls: tuple[bytes, bytes] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         from concurrent import futures
 
@@ -185,7 +206,7 @@ class OtlpGrpcReceiver:
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)  # type: ignore[no-untyped-call]
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)  # type: ignore[no-untyped-call]
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)  # type: ignore[no-untyped-call]
-        address = f"127.0.0.1:{port}"
+        address = _hostport(host, port)
         try:
             if tls is None:
                 self.port = int(self.server.add_insecure_port(address))
@@ -196,9 +217,9 @@ class OtlpGrpcReceiver:
         except RuntimeError:
             self.port = 0
         if not self.port:
-            raise PortInUseError(f"cannot listen on 127.0.0.1:{port} (gRPC): address in use")
+            raise PortInUseError(f"cannot listen on {address} (gRPC): address in use")
         scheme = "https" if tls else "http"
-        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+        self.endpoint = f"{scheme}://{_hostport(_reachable(host), self.port)}"
 
     def __enter__(self) -> "OtlpGrpcReceiver":
         self.server.start()

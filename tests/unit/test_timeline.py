@@ -1,27 +1,46 @@
-"""The timeline on OTLP data recorded from a real job (``make demo``'s 2-node job).
+"""The timeline on a real job's OTLP data, on made-up jobs of up to 1,024 nodes, and its CLI.
 
-tests/data/demo-job.otlp.jsonl: two torchrun agents, rank 3's worker failed once
-(RuntimeError), torchrun restarted the group, the job succeeded.
+tests/data/demo-job.otlp.jsonl: ``make demo``'s 2-node job (2 workers each) in the
+trace model of docs/mapping.md: worker 3 failed (RuntimeError), its agent killed
+worker 2 (SIGTERM), the group restarted once, the job succeeded.
+tests/support/timeline_synth.py makes what only shows with more nodes: a node
+missing from the next round, a late joiner, a stalled rendezvous, 1,024 nodes.
 """
 
+import base64
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
+from tests.support.timeline_synth import synth_job
 from torchelastic_otel import cli
+from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.collector import free_port, wait_port
 from torchelastic_otel.otlp_data import OtlpFileError, Received, read_otlp_json, write_otlp_json
 from torchelastic_otel.timeline.html import render_html
-from torchelastic_otel.timeline.model import build_timelines
-from torchelastic_otel.timeline.terminal import render
+from torchelastic_otel.timeline.model import (
+    SUMMARY_NODES,
+    JobTimeline,
+    RendezvousWatch,
+    build_timelines,
+)
+from torchelastic_otel.timeline.terminal import print_timelines, render
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "demo-job.otlp.jsonl"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "demo-job.otlp.jsonl"
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+MAX_LINES = 200
+MAX_HTML = 5_000_000
 
 
 @pytest.fixture
@@ -29,83 +48,310 @@ def received() -> Received:
     return read_otlp_json(DATA)
 
 
+def _text(job: JobTimeline, width: int = 120, summary: bool | None = None) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(render(job, width=width, summary=summary))
+    return console.export_text()
+
+
+def _page_data(page: str) -> list[dict[str, Any]]:
+    found = re.findall(r'<script type="application/json" class="data">(.*?)</script>', page)
+    return [json.loads(d.replace("<\\/", "</")) for d in found]
+
+
+# --- the real job ---
+
+
 def test_model_of_a_real_job(received: Received) -> None:
     (job,) = build_timelines(received)
     assert job.state == "SUCCEEDED"
-    assert [lane.rank for lane in job.lanes] == [0, 1]
-    assert len({lane.pid for lane in job.lanes}) == 2
-    workers = sorted({b.label for lane in job.lanes for b in lane.bars if b.kind == "worker"})
-    assert workers == ["worker 0", "worker 1", "worker 2", "worker 3"]
-    assert job.restarts == 1
-    for lane in job.lanes:
-        assert [b.label for b in lane.bars if b.kind == "round"] == ["round 0", "round 1"]
-    culprit = [m for _, m in job.worker_failures if "simulated failure" in m.label]
-    assert len(culprit) == 1
-    assert culprit[0].attributes["torchelastic.global_rank"] == 3
-    assert culprit[0].label.startswith("worker 3: RuntimeError")
-    # The root cause comes first, before the worker the agent killed because of it.
-    assert job.worker_failures[0][1] is culprit[0]
+    assert [n.rank for n in job.nodes] == [0, 1]
+    assert len({n.pid for n in job.nodes}) == 2
     assert job.trace_id and len(job.trace_id) == 32
+    # Cycles: round 0 restarted (as rank 0 saw it: a worker failed on its peer), round 1 ok.
+    assert [(c.round, c.outcome, c.outcome_from_root) for c in job.cycles] == [
+        (0, "restarted", True),
+        (1, "succeeded", True),
+    ]
+    assert job.restarts == 1
+    first = job.cycles[0]
+    assert [n.rank for n in first.failed_nodes] == [1]
+    assert (len(first.parts), first.nodes_expected, first.workers, first.workers_expected) == (
+        2,
+        2,
+        4,
+        4,
+    )
+    assert (first.remaining_restarts, first.max_restarts) == (1, 1)
+    assert first.slowest is not None and first.slowest[0] > 1000
+    assert first.workers_started_s is not None and 0 < first.workers_started_s < 5
+    for node in job.nodes:
+        assert [c.round for c in node.cycles] == [0, 1]
+        assert all(len(c.workers) == 2 for c in node.cycles)
+        assert all(c.rendezvous_ms is not None for c in node.cycles)
+    assert job.workers == 4
+    # The root cause first, then the worker its agent killed because of it.
+    root, killed = job.failures
+    assert (root.global_rank, root.killed, root.round) == (3, False, 0)
+    assert root.label == "worker 3: RuntimeError: rank 3: simulated failure (loss is NaN)"
+    assert "Traceback" in root.stacktrace or root.stacktrace
+    assert (killed.global_rank, killed.killed, killed.signal) == (2, True, "SIGTERM")
+    assert job.root_causes == [root]
+    workers = {w.global_rank: w for w in job.nodes[1].cycles[0].workers}
+    assert (workers[3].result, workers[2].result) == ("failed", "killed")
+    assert {w.result for w in job.nodes[0].cycles[0].workers} == {"restarted"}
+    assert {w.result for n in job.nodes for w in n.cycles[1].workers} == {"succeeded"}
+    assert job.missing == [] and job.late == [] and job.waiting == []
     assert job.notes == []
+    assert not job.large
 
 
-def test_terminal_shows_nodes_rounds_failures(received: Received) -> None:
-    console = Console(width=120, record=True, color_system=None)
-    console.print(render(build_timelines(received)[0], width=120))
-    text = console.export_text()
+def test_terminal_shows_cycles_lanes_and_failures(received: Received) -> None:
+    text = _text(build_timelines(received)[0])
     for needle in (
         "SUCCEEDED",
-        "rank 0",
-        "rank 1",
+        "rank 0  vm (pid 22962)",
+        "rank 1  vm (pid 22963)",
         "worker 3",
-        "RuntimeError: rank 3: simulated failure",
-        "1 restart",
-        "round 1",
+        "2 cycles (1 restart)",
+        "1 worker failure (+1 killed)",
+        "worker 3: RuntimeError: rank 3: simulated failure",
+        "worker 2: killed by SIGTERM because worker 3 failed",
+        "restarted",
+        "succeeded",
         "✗",
         "✓",
+        "↻",
     ):
         assert needle in text, needle
+    # The root cause is listed before the killed worker.
+    assert text.index("worker 3: RuntimeError") < text.index("worker 2: killed")
+
+
+def test_terminal_pictures(received: Received) -> None:
+    """The README's terminal pictures (docs/images/timeline-terminal*.svg come from here)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    big = synth_job(
+        nodes=1024, workers=8, rounds=4, missing={3: [641]}, late={2: {97: 42.0, 310: 18.5}}
+    )
+    for name, job in (
+        ("timeline-terminal.svg", build_timelines(received)[0]),
+        ("timeline-terminal-scale.svg", build_timelines(big)[0]),
+    ):
+        with open(os.devnull, "w") as sink:
+            console = Console(width=120, record=True, file=sink)
+            console.print(render(job, width=120))
+        svg = console.export_svg(title="torchelastic-otel timeline")
+        assert "<svg" in svg
+        (ARTIFACTS / name).write_text(svg)
+
+
+def test_terminal_draws_root_cause_and_killed_apart(received: Received) -> None:
+    console = Console(width=120, record=True, force_terminal=True, color_system="standard")
+    console.print(render(build_timelines(received)[0], width=120))
+    lines = console.export_text(styles=True).splitlines()
+    root = next(line for line in lines if "worker 3" in line and "━" in line)
+    killed = next(line for line in lines if "worker 2" in line and "━" in line)
+    magenta = "\x1b[35m"
+    assert magenta in killed
+    assert magenta not in root and "31m" in root
 
 
 def test_html_is_self_contained(received: Received) -> None:
     page = render_html(build_timelines(received))
-    assert page.count('class="lane"') == 2
-    assert page.count('rect class="bar rdzv round') == 4
-    for forbidden in ('src="http', 'href="http', "@import", "url(http"):
+    for forbidden in ('src="http', 'href="http', "@import", "url(", "fetch(", "XMLHttpRequest"):
         assert forbidden not in page
-    assert "data-info" in page
+    (data,) = _page_data(page)
+    assert data["initial"] == [0, 1]
+    assert len(data["nodes"]) == 2
+    assert [c[0] for c in data["cycles"]] == [0, 1]
+    assert "worker 2: killed by SIGTERM because worker 3 failed" in page
 
 
-def test_partial_data_does_not_crash(received: Received) -> None:
-    # No job span, no node spans (missing parents), half of the rest, one node's
-    # clock 5 s ahead, and an unfinished span.
+def test_partial_data_is_noted(received: Received) -> None:
+    """No job span, no root of round 0, one node's spans lost: said, and still drawn."""
+    lost_pid = 22963
     spans = [
         s
         for s in received.spans
-        if not s["name"].startswith(("torchelastic.job", "torchelastic.node"))
+        if s["name"] != sc.JOB_SPAN
+        and s["name"] != f"{sc.CYCLE_SPAN} 0"
+        and s["resource"][sc.PROCESS_PID] != lost_pid
     ]
-    spans = spans[::2]
-    skewed_pid = spans[0]["resource"]["process.pid"]
-    for s in spans:
-        if s["resource"]["process.pid"] == skewed_pid:
-            s["start"] += 5_000_000_000
-            s["end"] += 5_000_000_000
-    spans[-1]["attributes"]["torchelastic.unfinished"] = True
-    partial = Received(logs=received.logs[: len(received.logs) // 3], spans=spans)
-    (job,) = build_timelines(partial)
-    assert job.state in ("SUCCEEDED", "UNKNOWN", "FAILED")
-    assert any("parent that was not exported" in n for n in job.notes)
-    assert any("still open" in n for n in job.notes)
-    console = Console(width=100, record=True, color_system=None)
-    console.print(render(job, width=100))
-    assert job.run_id in console.export_text()
-    assert "data-info" in render_html([job])
+    spans[-1]["attributes"][sc.UNFINISHED] = True
+    (job,) = build_timelines(Received(logs=received.logs, spans=spans))
+    notes = " | ".join(job.notes)
+    assert "parent that was not exported" in notes
+    assert "still open" in notes
+    assert "round 0: no cycle root span" in notes
+    assert "1 node with log records only" in notes
+    # The node without spans is still there, its cycles and workers from its records.
+    lost = next(n for n in job.nodes if n.pid == lost_pid)
+    assert [c.round for c in lost.cycles] == [0, 1]
+    assert not lost.cycles[0].has_span
+    assert {w.global_rank for c in lost.cycles for w in c.workers} == {2, 3}
+    assert [f.global_rank for f in job.worker_failures] == [3, 2]
+    assert job.cycles[0].outcome == "failed"  # the nodes' own, with no root
+    assert job.run_id in _text(job)
+    assert _page_data(render_html([job]))
 
 
-def test_records_only_still_give_lanes(received: Received) -> None:
+def test_records_only_still_give_nodes_cycles_workers(received: Received) -> None:
     (job,) = build_timelines(Received(logs=received.logs, spans=[]))
-    assert len(job.lanes) == 2
-    assert any("only log records" in n for n in job.notes)
+    assert len(job.nodes) == 2
+    assert [c.round for c in job.cycles] == [0, 1]
+    assert job.workers == 4
+    assert [f.global_rank for f in job.worker_failures] == [3, 2]
+    assert any("log records only" in n for n in job.notes)
+
+
+def test_several_jobs_and_run_id_filter(received: Received) -> None:
+    other = synth_job(nodes=2, workers=1, rounds=1, run_id="other")
+    both = Received(logs=received.logs + other.logs, spans=received.spans + other.spans)
+    assert sorted(j.run_id for j in build_timelines(both)) == ["demo-fixture", "other"]
+    assert [j.run_id for j in build_timelines(both, run_id="other")] == ["other"]
+
+
+# --- what only shows with more nodes ---
+
+
+def test_missing_node_between_rounds() -> None:
+    (job,) = build_timelines(synth_job(nodes=6, rounds=3, missing={2: [4]}))
+    assert [(m.after, m.before, [n.host for n in m.nodes]) for m in job.missing] == [
+        (1, 2, ["node-00004.test"])
+    ]
+    assert [len(c.parts) for c in job.cycles] == [6, 6, 5]
+    text = _text(job)
+    assert "missing: 1 node of round 1 not in round 2: rank 4 node-00004.test" in text
+
+
+def test_late_joiner_and_slowest_rendezvous() -> None:
+    (job,) = build_timelines(synth_job(nodes=6, rounds=3, late={1: {3: 20.0}}))
+    (cycle, node, late_s) = job.late[0]
+    assert (cycle.round, node.host, round(late_s)) == (1, "node-00003.test", 20)
+    assert len(job.late) == 1
+    # Everyone else waited ~21 s for it; its own rendezvous was the shortest.
+    slowest = cycle.slowest
+    assert slowest is not None and slowest[0] == pytest.approx(21_000)
+    assert min(ms for ms, _ in cycle.rendezvous_ms()) == pytest.approx(1000)
+    assert "joined late: round 1: rank 3 node-00003.test (+20.0 s)" in _text(job)
+
+
+def test_stalled_rendezvous_names_waiting_and_missing_nodes() -> None:
+    """The last round failed; the nodes left wait for one that never comes."""
+    (job,) = build_timelines(synth_job(nodes=5, rounds=2, stall=True, missing={2: [3]}))
+    assert sorted(n.host for n in job.waiting) == [
+        "node-00000.test",
+        "node-00001.test",
+        "node-00002.test",
+        "node-00004.test",
+    ]
+    (gone,) = job.missing
+    assert (gone.after, gone.before, [n.host for n in gone.nodes]) == (1, None, ["node-00003.test"])
+    text = _text(job)
+    assert "waiting at exit: 4 nodes still in a rendezvous" in text
+    assert "missing: 1 node of round 1 not in the rendezvous still waiting" in text
+
+
+def test_stalled_rendezvous_from_records_alone() -> None:
+    """The agents were killed while waiting: no rendezvous span, the records say it."""
+    received = synth_job(nodes=3, rounds=2, stall=True)
+    spans = [s for s in received.spans if s["name"] != sc.RENDEZVOUS_SPAN]
+    (job,) = build_timelines(Received(logs=received.logs, spans=spans))
+    assert len(job.waiting) == 3
+
+
+def test_a_node_silent_in_a_rendezvous_is_missing_not_waiting() -> None:
+    """Its last word was an attempt to join; then nothing, while the job went on."""
+    received = synth_job(nodes=4, rounds=3, missing={2: [3]})
+    join = next(
+        log
+        for log in received.logs
+        if log["resource"][sc.HOST_NAME] == "node-00003.test"
+        and "attempts to join" in str(log["body"])
+    )
+    round_2 = min(s["start"] for s in received.spans if s["attributes"].get(sc.ROUND) == 2)
+    received.logs.append({**join, "time_unix_nano": round_2})
+    (job,) = build_timelines(received)
+    assert job.waiting == []
+    (gone,) = job.missing
+    assert [n.host for n in gone.nodes] == ["node-00003.test"]
+    silent = gone.nodes[0].attempts[-1]
+    assert (silent.waiting, silent.message) == (False, "went silent while waiting in a rendezvous")
+    text = _text(job)
+    assert "rank 3 node-00003.test (last seen +60.00s)" in text
+    assert "went silent" in text
+
+
+def test_failures_by_round_root_cause_first() -> None:
+    (job,) = build_timelines(synth_job(nodes=3, workers=3, rounds=3))
+    order = [(f.round, f.global_rank, f.killed) for f in job.failures]
+    assert order == [
+        (0, 1, False),
+        (0, 0, True),
+        (0, 2, True),
+        (1, 1, False),
+        (1, 0, True),
+        (1, 2, True),
+    ]
+
+
+def test_failures_from_spans_when_records_are_missing() -> None:
+    received = synth_job(nodes=3, workers=3, rounds=2)
+    (job,) = build_timelines(Received(logs=[], spans=received.spans))
+    assert [(f.global_rank, f.killed) for f in job.failures] == [(1, False), (0, True), (2, True)]
+    assert job.failures[0].what == "RuntimeError: boom"
+
+
+def test_summary_at_scale_fits_a_screen_and_the_page_5_mb() -> None:
+    received = synth_job(
+        nodes=1024,
+        workers=8,
+        rounds=4,
+        missing={2: list(range(100, 140))},
+        late={1: {n: 30.0 for n in range(200, 230)}},
+    )
+    (job,) = build_timelines(received)
+    assert job.large and len(job.nodes) == 1024 > SUMMARY_NODES
+    assert job.workers == 8192
+    for width in (80, 120, 200):
+        text = _text(job, width=width)
+        assert len(text.splitlines()) <= MAX_LINES, width
+    text = _text(job)
+    assert "missing: 40 nodes of round 1 not in round 2" in text
+    assert "... and 35 more" in text  # lists are capped
+    assert "joined late: round 1:" in text
+    assert "killed by SIGTERM" in text
+    page = render_html([job])
+    assert len(page.encode()) <= MAX_HTML
+    (data,) = _page_data(page)
+    assert len(data["nodes"]) == 1024
+    assert data["initial"] == [0]  # the root cause's node, drawn on load
+    # Lanes on demand, in the terminal too.
+    console = Console(width=120, record=True, color_system=None)
+    print_timelines([job], console, width=120, nodes=["node-00777.test"])
+    assert "node-00777.test (pid 1777)" in console.export_text()
+
+
+def test_lanes_forced_and_summary_forced(received: Received) -> None:
+    (job,) = build_timelines(received)
+    assert "failures, by error" in _text(job, summary=True)
+    (big,) = build_timelines(synth_job(nodes=20, workers=1, rounds=1))
+    assert "rendezvous" in _text(big, summary=False).split("cycles")[1]
+
+
+def test_rendezvous_watch_follows_records() -> None:
+    received = synth_job(nodes=3, rounds=2, stall=True)
+    logs = sorted(received.logs, key=lambda log: log["time_unix_nano"])
+    watch = RendezvousWatch()
+    joins = [i for i, log in enumerate(logs) if "attempts to join" in str(log["body"])]
+    assert watch.update(logs[: joins[0] + 1]) == ["node-00000.test:1000"]
+    first_cycle = next(i for i, log in enumerate(logs) if log["event_name"] == sc.CYCLE_EVENT)
+    assert watch.update(logs[: first_cycle + 3]) == []
+    assert len(watch.update(logs)) == 3  # the stalled rendezvous at the end
+
+
+# --- the file ---
 
 
 def test_round_trip_through_otlp_json(received: Received, tmp_path: Path) -> None:
@@ -116,6 +362,32 @@ def test_round_trip_through_otlp_json(received: Received, tmp_path: Path) -> Non
     assert again.spans == received.spans
 
 
+def test_base64_ids_are_read_as_hex(received: Received, tmp_path: Path) -> None:
+    """protobuf's JSON mapping writes ids as base64; the Collector as hex: both read."""
+
+    def b64(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and value:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                else:
+                    b64(value)
+        elif isinstance(node, list):
+            for item in node:
+                b64(item)
+
+    lines = []
+    for line in DATA.read_text().splitlines():
+        data = json.loads(line)
+        b64(data)
+        lines.append(json.dumps(data))
+    path = tmp_path / "b64.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    again = read_otlp_json(path)
+    assert again.spans == received.spans
+    assert again.logs == received.logs
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -124,6 +396,14 @@ def test_round_trip_through_otlp_json(received: Received, tmp_path: Path) -> Non
         ('{"hello": 1}\n', ":1: not OTLP JSON"),
         (
             '{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": 5, "kind": "nope"}]}]}]}\n',
+            ":1: malformed OTLP",
+        ),
+        (
+            '{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": [1]}]}]}]}\n',
+            ":1: malformed OTLP",
+        ),
+        (
+            '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}\n',
             ":1: malformed OTLP",
         ),
     ],
@@ -143,6 +423,16 @@ def test_truncated_file_says_so(tmp_path: Path) -> None:
         read_otlp_json(path)
 
 
+def test_binary_file_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b'{"resourceLogs": "\xff\xfe"}\n')
+    with pytest.raises(OtlpFileError, match=r"bin.jsonl:1: cannot read"):
+        read_otlp_json(path)
+
+
+# --- the command ---
+
+
 def test_cli_file_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = tmp_path / "t.html"
     assert cli.main(["timeline", str(DATA), "--html", str(html), "--width", "110"]) == 0
@@ -150,6 +440,50 @@ def test_cli_file_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "SUCCEEDED" in out
     assert str(html.resolve()) in out
     assert html.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_cli_width_is_kept_when_piped(tmp_path: Path) -> None:
+    """rich draws for 80 columns when not on a terminal; --width must win."""
+    for width in (72, 150):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torchelastic_otel.cli",
+                "timeline",
+                str(DATA),
+                "--width",
+                str(width),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path), "TERM": "dumb"},
+        )
+        lengths = {len(line) for line in proc.stdout.splitlines() if line.startswith(("╭", "╰"))}
+        assert lengths == {width}, proc.stdout[:500]
+
+
+def test_cli_at_scale_summary_node_and_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.jsonl"
+    write_otlp_json(synth_job(nodes=1024, workers=8, rounds=4, missing={2: [5, 6]}), path)
+    html = tmp_path / "big.html"
+    started = time.monotonic()
+    code = cli.main(
+        ["timeline", str(path), "--html", str(html), "--width", "120", "--node", "node-00006.test"]
+    )
+    took = time.monotonic() - started
+    assert code == 0
+    out = capsys.readouterr().out
+    summary, lanes = out.split("╰", 1)
+    assert len(summary.splitlines()) <= MAX_LINES
+    assert "missing: 2 nodes of round 1 not in round 2" in summary
+    assert "node-00006.test" in lanes and "worker 48" in lanes
+    assert html.stat().st_size <= MAX_HTML
+    assert took < 60, took
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,6 +495,8 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "x.jsonl:1: not JSON" in capsys.readouterr().err
     assert cli.main(["timeline", str(tmp_path / "missing.jsonl")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    assert cli.main(["timeline", str(DATA), "--width", "10"]) == 2
+    assert "--width" in capsys.readouterr().err
 
 
 def test_cli_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,8 +512,7 @@ def test_cli_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
     assert "choose another" in err
 
 
-def test_cli_live_mode_receives_grpc_and_http(tmp_path: Path) -> None:
-    """The command receives a job's data over both protocols, then shows it."""
+def _listen(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int, int, Path]:
     grpc_port, http_port = free_port(), free_port()
     saved = tmp_path / "live.jsonl"
     proc = subprocess.Popen(
@@ -191,19 +526,32 @@ def test_cli_live_mode_receives_grpc_and_http(tmp_path: Path) -> None:
             str(grpc_port),
             "--http-port",
             str(http_port),
-            "--idle-exit",
-            "1.5",
             "--duration",
             "60",
             "--save",
             str(saved),
+            "--html",
+            str(tmp_path / "live.html"),
             "--width",
             "100",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, grpc_port, http_port, saved
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_cli_live_mode_grpc_and_http_then_sigterm_saves(tmp_path: Path) -> None:
+    """The command receives a job's data over both protocols; SIGTERM still saves it."""
+    proc, grpc_port, http_port, saved = _listen(tmp_path)
     try:
         wait_port(grpc_port)
         wait_port(http_port)
@@ -219,7 +567,8 @@ def test_cli_live_mode_receives_grpc_and_http(tmp_path: Path) -> None:
         )
         for protocol, port in (("grpc", grpc_port), ("http/protobuf", http_port)):
             env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": ":".join(sys.path),
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
             }
@@ -232,15 +581,117 @@ def test_cli_live_mode_receives_grpc_and_http(tmp_path: Path) -> None:
                 check=True,
             )
             assert "'logs': 2" in sent.stdout, sent.stderr
-        out, err = proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
     assert proc.returncode == 0, err
+    # Not a terminal: where to send data was said, once.
+    assert f"gRPC http://127.0.0.1:{grpc_port}" in err
+    assert f"HTTP http://127.0.0.1:{http_port}" in err
+    assert "SIGTERM" in err
     assert "live-1" in out
-    assert "rank 0" in out
     received = read_otlp_json(saved)
     assert len(received.logs) == 4
-    assert {json.dumps(sorted(r["resource"])) for r in received.logs}
-    time.sleep(0)
+    assert (tmp_path / "live.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def _post_log(port: int, body: str, attributes: dict[str, object], t_ns: int) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    def kv(key: str, value: object) -> KeyValue:
+        if isinstance(value, int):
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+    request = ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(
+                    attributes=[kv(sc.HOST_NAME, "late-peer"), kv(sc.PROCESS_PID, 7)]
+                ),
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            LogRecord(
+                                time_unix_nano=t_ns,
+                                body=AnyValue(string_value=body),
+                                event_name=str(attributes.pop("event_name")),
+                                attributes=[kv(k, v) for k, v in attributes.items()],
+                            )
+                        ]
+                    )
+                ],
+            )
+        ]
+    )
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/logs",
+            data=request.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+        ),
+        timeout=10,
+    ).read()
+
+
+def test_cli_idle_exit_waits_for_a_waiting_rendezvous(tmp_path: Path) -> None:
+    proc, _, http_port, _ = _listen(tmp_path, "--idle-exit", "1")
+    try:
+        wait_port(http_port)
+        common = {sc.RUN_ID: "wait-1", sc.RANK: -1, sc.EVENT_KIND: sc.KIND_RENDEZVOUS}
+        _post_log(
+            http_port,
+            "The node 'late-peer_7_0' attempts to join the next round of the rendezvous 'wait-1'.",
+            {
+                **common,
+                "event_name": "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
+            },
+            1_800_000_000_000_000_000,
+        )
+        time.sleep(3)  # idle for 3 s, but the node waits: still listening
+        assert proc.poll() is None
+        _post_log(
+            http_port,
+            "The node 'late-peer_7_0' has joined round 0 of the rendezvous 'wait-1' as rank 0 in "
+            "a world of size 1.",
+            {
+                **common,
+                "event_name": "dynamic_rendezvous.py:DynamicRendezvousHandler.next_rendezvous",
+            },
+            1_800_000_001_000_000_000,
+        )
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 15
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, err
+    assert "no data for 1 s" in err
+    assert "wait-1" in out
+
+
+def test_cli_host_is_honoured(tmp_path: Path) -> None:
+    """--host 127.0.0.2 (a loopback address that is not the default) is where it listens."""
+    proc, grpc_port, http_port, _ = _listen(tmp_path, "--host", "127.0.0.2")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.2:{http_port}/v1/nothing", timeout=2)
+            except urllib.error.HTTPError as e:
+                assert e.code == 501  # GET: it answers, so it listens there
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("nothing listens on 127.0.0.2")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        _stop(proc)
+    assert f"gRPC http://127.0.0.2:{grpc_port}" in err
+    assert f"HTTP http://127.0.0.2:{http_port}" in err

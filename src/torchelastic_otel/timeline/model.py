@@ -1,18 +1,34 @@
-"""A job's rendezvous timeline, built from its exported log records and spans.
+"""A job's restart cycles, nodes and workers, built from its exported records and spans.
 
-Reads what the ``otel`` destination exports (docs/mapping.md) and tolerates what
-real data brings: spans still open when a node died (exported as unfinished, or
-never exported: then its log records still place it), missing parents, records of
-several jobs mixed together, clocks that disagree between nodes.
+Reads the traces of docs/mapping.md ("Traces"): per run a run trace (the job span,
+one ``torchelastic.node`` span per agent process, ``torchelastic.rendezvous`` spans
+for rendezvous attempts that started no cycle) and a trace per restart cycle (the
+``torchelastic.cycle`` root from the round's rank 0, a ``torchelastic.cycle.node``
+span per node, a ``torchelastic.worker`` span per worker). Log records add the
+errors (``exception.*``), the rendezvous' progress (who is still waiting) and
+stand in for spans that never arrived (a node killed before it exported them, a
+cycle still running when the data was taken).
+
+It tolerates what real data brings: missing parents (rank 0 died), unfinished
+spans, nodes with records only, several jobs in one file, clocks that disagree.
+
+What a user asks first is answered here, not in the views: which worker failed
+first (the root cause, listed before the workers its agent killed because of it),
+which node did not come back for the next round (missing), which node made the
+others wait (joined late), which node is still waiting in a rendezvous.
 
 Example::
 
     >>> from torchelastic_otel.otlp_data import read_otlp_json
     >>> jobs = build_timelines(read_otlp_json(Path("otlp.json")))  # doctest: +SKIP
-    >>> [(j.run_id, j.state, len(j.nodes)) for j in jobs]  # doctest: +SKIP
-    [('demo-1', 'SUCCEEDED', 2)]
+    >>> [(j.run_id, j.state, len(j.nodes), len(j.cycles)) for j in jobs]  # doctest: +SKIP
+    [('demo-1', 'SUCCEEDED', 2, 2)]
 """
 
+import gc
+import itertools
+import re
+import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,62 +37,276 @@ from typing import Any
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.otlp_data import LogItem, Received, SpanItem, read_otlp_json
 
-# Span names of the one-trace-per-job model this viewer was written for.
-_LEGACY_ROUND_SPAN = "torchelastic.rendezvous"
-_LEGACY_AGENT_SPAN_PREFIX = "torchelastic.agent."
+LATE_JOIN_S = 5.0
+"""A node that started its rendezvous this much after the round's median start joined
+late: the others waited for it."""
+SUMMARY_NODES = 16
+"""Jobs with more nodes than this are shown as a summary (lanes on demand)."""
+SILENT_S = 60.0
+"""A node whose data ends this long before the job's went silent (died, lost its link)."""
+
+_JOIN_ATTEMPT = "attempts to join"
+_JOINED = re.compile(r"\bhas joined round (\d+)\b")
+_CLOSED = "has closed the rendezvous"
+_NEXT_RENDEZVOUS = "next_rendezvous"
+_NUMBER = re.compile(r"\d+")
+# Not in semconv (yet): the agent's restart count, as the mapping writes it.
+_AGENT_RESTARTS = sc.PREFIX + "agent_restarts"
+_NS = 1_000_000_000
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass
-class Bar:
-    """One interval on a node's lane: a rendezvous round, an agent step or a worker."""
+class Worker:
+    """One worker process in one cycle (a ``torchelastic.worker`` span, or its records)."""
 
-    kind: str  # "round", "agent", "worker"
-    label: str
+    global_rank: int
+    local_rank: int
     start_ns: int
     end_ns: int
     state: str
-    error: bool = False
-    unfinished: bool = False
     end_reason: str = ""
+    signal: str = ""
+    error: bool = False
     message: str = ""
+    unfinished: bool = False
+    span_id: str = ""
+    killed: bool = False
+    """Failed only because its agent stopped it after another worker failed."""
+    from_records: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def duration_s(self) -> float:
-        """Length in seconds."""
-        return max(0, self.end_ns - self.start_ns) / 1e9
+    def label(self) -> str:
+        """``worker <global rank>``."""
+        return f"worker {self.global_rank if self.global_rank >= 0 else '?'}"
+
+    @property
+    def result(self) -> str:
+        """``failed``, ``killed``, ``succeeded``, ``restarted``, ``open``."""
+        if self.killed:
+            return "killed"
+        if self.error or self.state == sc.STATE_FAILED:
+            return "failed"
+        if self.unfinished:
+            return "open"
+        if self.state == sc.STATE_SUCCEEDED:
+            return "succeeded"
+        return "restarted"
 
 
 @dataclass
-class Mark:
-    """A point in time on a lane: a failure, a restart, a rendezvous event."""
+class NodeCycle:
+    """A node's part in one cycle: from the start of its rendezvous to the cycle's end."""
 
-    kind: str  # "failure", "rdzv", "event"
-    time_ns: int
-    label: str
-    state: str
-    error: bool
+    round: int
+    rank: int
+    start_ns: int
+    end_ns: int
+    outcome: str
+    rendezvous_ms: float | None = None
+    assign_ms: float | None = None
+    remaining_restarts: int | None = None
+    max_restarts: int | None = None
+    nodes: int | None = None
+    workers_expected: int | None = None
+    error: bool = False
+    message: str = ""
+    unfinished: bool = False
+    trace_id: str = ""
+    span_id: str = ""
+    has_span: bool = True
+    workers: list[Worker] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rendezvous_end_ns(self) -> int:
+        """When this node's rendezvous completed (as far as known)."""
+        if self.rendezvous_ms is not None:
+            return min(self.end_ns, self.start_ns + int(self.rendezvous_ms * 1e6))
+        starts = [w.start_ns for w in self.workers]
+        return min(starts) if starts else self.start_ns
+
+    @property
+    def workers_started_ns(self) -> int | None:
+        """When its first worker started."""
+        return min((w.start_ns for w in self.workers), default=None)
+
+
+@dataclass
+class Attempt:
+    """A rendezvous attempt that started no cycle: it failed, or is still waiting."""
+
+    start_ns: int
+    end_ns: int
+    failed: bool
+    waiting: bool
+    message: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class Lane:
-    """One node (one torchrun agent process)."""
+class Failure:
+    """A worker, rendezvous or agent failure, from its ERROR record (or failed span)."""
+
+    time_ns: int
+    node: "Node"
+    kind: str  # "worker", "rendezvous", "agent"
+    round: int | None
+    global_rank: int | None
+    exc_type: str
+    message: str
+    signal: str = ""
+    stacktrace: str = ""
+    killed: bool = False
+    """Stopped by its agent (a signal, no error of its own) because another worker failed."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        """``worker N``, ``rendezvous`` or ``agent``."""
+        return f"worker {self.global_rank}" if self.global_rank is not None else self.kind
+
+    @property
+    def what(self) -> str:
+        """The error in one line: ``RuntimeError: ...``."""
+        short = self.exc_type.rsplit(".", 1)[-1]
+        message = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        if not short:
+            return message or "FAILED"
+        return message if message.startswith(short) else f"{short}: {message}".rstrip(": ")
+
+    @property
+    def label(self) -> str:
+        """``worker 3: RuntimeError: ...``."""
+        return f"{self.subject}: {self.what}"
+
+    @property
+    def group(self) -> str:
+        """What failures with the same cause share: their kind and error, numbers aside."""
+        what = "killed by " + self.signal if self.killed else self.what
+        return f"{self.kind}|{_NUMBER.sub('#', what)}"
+
+
+@dataclass
+class Node:
+    """One node: one torchrun agent process (resource ``host.name`` + ``process.pid``)."""
 
     key: str
     host: str
     pid: int
-    rank: int
-    state: str = "UNKNOWN"
-    bars: list[Bar] = field(default_factory=list)
-    marks: list[Mark] = field(default_factory=list)
+    instance: str = ""
+    rank: int = -1
+    state: str = sc.UNKNOWN_STATE
+    start_ns: int = 0
+    end_ns: int = 0
+    cycles: list[NodeCycle] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    records: int = 0
+    spans: int = 0
 
     @property
     def title(self) -> str:
         """``rank N  host (pid P)``."""
         rank = f"rank {self.rank}" if self.rank >= 0 else "rank ?"
         return f"{rank}  {self.host} (pid {self.pid})"
+
+    @property
+    def short(self) -> str:
+        """``rank N host``, for lists."""
+        rank = f"rank {self.rank}" if self.rank >= 0 else "rank ?"
+        return f"{rank} {self.host}"
+
+    @property
+    def waiting(self) -> Attempt | None:
+        """The rendezvous this node was still waiting in when the data ends, if any."""
+        last = self.attempts[-1] if self.attempts else None
+        if last is None or not last.waiting:
+            return None
+        if self.cycles and self.cycles[-1].start_ns > last.start_ns:
+            return None
+        return last
+
+    def cycle(self, round_: int) -> NodeCycle | None:
+        """This node's part in round ``round_``."""
+        return next((c for c in self.cycles if c.round == round_), None)
+
+
+@dataclass
+class Cycle:
+    """One restart cycle (a rendezvous round and the workers it started), job-wide."""
+
+    round: int
+    start_ns: int
+    end_ns: int
+    outcome: str
+    outcome_from_root: bool
+    parts: list[tuple[Node, NodeCycle]]
+    remaining_restarts: int | None = None
+    max_restarts: int | None = None
+    nodes_expected: int | None = None
+    workers_expected: int | None = None
+    trace_ids: set[str] = field(default_factory=set)
+    late: list[tuple[Node, float]] = field(default_factory=list)
+    """Nodes that started their rendezvous ``LATE_JOIN_S`` or more after the median,
+    with how late (s), latest first."""
+
+    @property
+    def duration_s(self) -> float:
+        """From the first node's rendezvous start to the cycle's end."""
+        return max(0, self.end_ns - self.start_ns) / _NS
+
+    @property
+    def workers(self) -> int:
+        """Workers seen in this cycle."""
+        return sum(len(part.workers) for _, part in self.parts)
+
+    def rendezvous_ms(self) -> list[tuple[float, Node]]:
+        """Each node's rendezvous duration (ms), longest first."""
+        out = [(p.rendezvous_ms, n) for n, p in self.parts if p.rendezvous_ms is not None]
+        return sorted(out, key=lambda x: -x[0])
+
+    @property
+    def rendezvous_p50_ms(self) -> float | None:
+        """The median node's rendezvous duration."""
+        values = [ms for ms, _ in self.rendezvous_ms()]
+        return statistics.median(values) if values else None
+
+    @property
+    def slowest(self) -> tuple[float, Node] | None:
+        """The longest rendezvous and its node."""
+        values = self.rendezvous_ms()
+        return values[0] if values else None
+
+    @property
+    def workers_started_s(self) -> float | None:
+        """From the cycle's start until the last node had its workers started."""
+        starts = [p.workers_started_ns for _, p in self.parts]
+        known = [s for s in starts if s is not None]
+        return (max(known) - self.start_ns) / _NS if known else None
+
+    @property
+    def failed_nodes(self) -> list[Node]:
+        """Nodes on which a worker failed in this cycle."""
+        return [n for n, p in self.parts if p.outcome == sc.OUTCOME_FAILED]
+
+
+@dataclass
+class Missing:
+    """Nodes that took part in ``after`` and not in ``before`` (``None``: the rendezvous
+    still waiting at the end of the data)."""
+
+    after: int
+    before: int | None
+    nodes: list[Node]
 
 
 @dataclass
@@ -88,73 +318,74 @@ class JobTimeline:
     start_ns: int
     end_ns: int
     state: str
-    lanes: list[Lane]
+    nodes: list[Node]
+    cycles: list[Cycle]
+    failures: list[Failure]
+    missing: list[Missing]
     records: int
     spans: int
     notes: list[str] = field(default_factory=list)
 
     @property
-    def failures(self) -> list[tuple[Lane, Mark]]:
-        """Every failure mark, in time order."""
-        out = [(lane, m) for lane in self.lanes for m in lane.marks if m.kind == "failure"]
-        # torch records a failed group's workers together; within that moment, the
-        # worker with an error of its own (the root cause) comes before those the
-        # agent killed because of it.
-        return sorted(
-            out,
-            key=lambda lm: (
-                lm[1].time_ns // 100_000_000,
-                bool(lm[1].attributes.get(sc.SIGNAL)),
-                lm[1].time_ns,
-            ),
-        )
-
-    @property
-    def worker_failures(self) -> list[tuple[Lane, Mark]]:
-        """Failures of workers (not of the rendezvous)."""
-        return [
-            (lane, m)
-            for lane, m in self.failures
-            if m.attributes.get(sc.EVENT_KIND) == sc.KIND_AGENT
-        ]
-
-    @property
-    def restarts(self) -> int:
-        """Rendezvous rounds after the first, counted on the node that had the most."""
-        per_lane = [
-            sum(1 for b in lane.bars if b.kind == "agent" and b.label == sc.STATE_RENDEZVOUS)
-            for lane in self.lanes
-        ]
-        return max(0, max(per_lane, default=0) - 1)
-
-    @property
-    def worker_labels(self) -> set[str]:
-        """``worker N`` for every worker rank seen."""
-        return {b.label for lane in self.lanes for b in lane.bars if b.kind == "worker"}
-
-    def rendezvous_rounds(self) -> list[tuple[Lane, Bar, str]]:
-        """Each node's rounds with their result (``ok``, ``FAILED``, ``open``).
-
-        The rendezvous' own rounds where it reported them, else the agent's
-        RENDEZVOUS steps (the rendezvous' events are off by default).
-        """
-        out = []
-        for lane in self.lanes:
-            kind = "round" if any(b.kind == "round" for b in lane.bars) else "agent"
-            for bar in sorted(lane.bars, key=lambda b: b.start_ns):
-                if bar.kind == kind and bar.label != sc.STATE_ASSIGN_WORKER_RANKS:
-                    result = sc.STATE_FAILED if bar.error else ("open" if bar.unfinished else "ok")
-                    out.append((lane, bar, result))
-        return out
+    def lanes(self) -> list[Node]:
+        """The nodes, in rank order (one lane each)."""
+        return self.nodes
 
     @property
     def duration_s(self) -> float:
         """From the first to the last thing seen, in seconds."""
-        return max(0, self.end_ns - self.start_ns) / 1e9
+        return max(0, self.end_ns - self.start_ns) / _NS
+
+    @property
+    def restarts(self) -> int:
+        """Cycles after the first."""
+        return max(0, len(self.cycles) - 1)
+
+    @property
+    def worker_failures(self) -> list[Failure]:
+        """Failures of workers (root causes and killed), in order."""
+        return [f for f in self.failures if f.kind == "worker"]
+
+    @property
+    def root_causes(self) -> list[Failure]:
+        """Workers that failed with an error of their own."""
+        return [f for f in self.failures if f.kind == "worker" and not f.killed]
+
+    @property
+    def workers(self) -> int:
+        """Distinct worker ranks seen."""
+        return len({w.global_rank for n in self.nodes for c in n.cycles for w in c.workers})
+
+    @property
+    def waiting(self) -> list[Node]:
+        """Nodes still waiting in a rendezvous when the data ends."""
+        return [n for n in self.nodes if n.waiting is not None]
+
+    @property
+    def failed_attempts(self) -> list[tuple[Node, Attempt]]:
+        """Rendezvous attempts that failed."""
+        return [(n, a) for n in self.nodes for a in n.attempts if a.failed]
+
+    @property
+    def late(self) -> list[tuple[Cycle, Node, float]]:
+        """Every late joiner, by cycle."""
+        return [(c, n, s) for c in self.cycles for n, s in c.late]
+
+    @property
+    def large(self) -> bool:
+        """More nodes than lanes can show: the views summarise."""
+        return len(self.nodes) > SUMMARY_NODES
+
+    def node(self, query: str) -> list[Node]:
+        """Nodes whose host, ``host:pid`` or rank matches ``query``."""
+        q = query.strip()
+        if q.isdigit():
+            return [n for n in self.nodes if n.rank == int(q)]
+        return [n for n in self.nodes if q in n.key or q == n.host]
 
 
 def build_timelines(received: Received, run_id: str | None = None) -> list[JobTimeline]:
-    """One timeline per ``run_id`` in ``received`` (or only ``run_id``), newest last."""
+    """One timeline per ``run_id`` in ``received`` (or only ``run_id``), oldest first."""
     logs: dict[str, list[LogItem]] = defaultdict(list)
     spans: dict[str, list[SpanItem]] = defaultdict(list)
     for log in received.logs:
@@ -164,153 +395,683 @@ def build_timelines(received: Received, run_id: str | None = None) -> list[JobTi
     run_ids = sorted(set(logs) | set(spans))
     if run_id is not None:
         run_ids = [r for r in run_ids if r == run_id]
-    jobs = [_build(r, logs[r], spans[r]) for r in run_ids]
+    # Building makes no garbage worth collecting; the collector's passes over the
+    # heap of received items would cost as much as the building itself.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        jobs = [_Builder(r).build(logs[r], spans[r]) for r in run_ids]
+    finally:
+        if collecting:
+            gc.enable()
     return sorted(jobs, key=lambda j: j.start_ns)
 
 
-def _lane_key(resource: dict[str, Any]) -> tuple[str, int]:
-    return str(resource.get(sc.HOST_NAME, "?")), int(resource.get(sc.PROCESS_PID, -1) or -1)
+def _span_kind(name: str) -> str:
+    return name.split(" ", 1)[0]
 
 
 class _Builder:
-    """Sorts one run's records and spans into lanes."""
+    """Sorts one run's spans and records into nodes, cycles and failures."""
 
-    def __init__(self) -> None:
-        self.lanes: dict[tuple[str, int], Lane] = {}
-        self.ranks: dict[tuple[str, int], Counter[int]] = defaultdict(Counter)
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.nodes: dict[tuple[str, int, str], Node] = {}
+        self.ranks: dict[str, Counter[int]] = defaultdict(Counter)
+        self.roots: dict[int, SpanItem] = {}
+        self.job: SpanItem | None = None
+        self.worker_spans: dict[str, tuple[Node, NodeCycle, Worker]] = {}
+        self.from_spans: set[str] = set()  # span ids of the worker spans that arrived
+        self.parts_by_span: dict[str, tuple[Node, NodeCycle]] = {}
+        self.round_of_trace: dict[str, int] = {}
         self.times: list[int] = []
-        self.job_state = ""
+        self.unfinished = 0
 
-    def lane_for(self, resource: dict[str, Any], rank: Any) -> Lane:
-        host, pid = _lane_key(resource)
-        if (host, pid) not in self.lanes:
-            self.lanes[host, pid] = Lane(key=f"{host}:{pid}", host=host, pid=pid, rank=-1)
-        if isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0:
-            self.ranks[host, pid][rank] += 1
-        return self.lanes[host, pid]
+    def node_for(self, resource: dict[str, Any]) -> Node:
+        host = str(resource.get(sc.HOST_NAME, "?"))
+        pid = _int(resource.get(sc.PROCESS_PID))
+        instance = str(resource.get(sc.SERVICE_INSTANCE_ID, ""))
+        key = (host, -1 if pid is None else pid, instance)
+        node = self.nodes.get(key)
+        if node is None:
+            text = f"{host}:{key[1]}"
+            node = self.nodes[key] = Node(key=text, host=host, pid=key[1], instance=instance)
+        return node
 
-    def add_span(self, s: SpanItem) -> None:
+    # --- spans ---
+
+    def build(self, logs: list[LogItem], spans: list[SpanItem]) -> JobTimeline:
+        by_kind: dict[str, list[SpanItem]] = defaultdict(list)
+        for s in spans:
+            by_kind[_span_kind(s["name"])].append(s)
+            self.times.append(s["start"])
+            self.times.append(s["end"])
+            if s["attributes"].get(sc.UNFINISHED):
+                self.unfinished += 1
+        for s in by_kind.pop(sc.JOB_SPAN, []):
+            self.job = s
+        for s in by_kind.pop(sc.NODE_SPAN, []):
+            self.add_node_span(s)
+        for s in by_kind.pop(sc.CYCLE_SPAN, []):
+            r = _int(s["attributes"].get(sc.ROUND))
+            if r is not None:
+                self.roots[r] = s
+                self.round_of_trace[s["trace_id"]] = r
+        for s in by_kind.pop(sc.CYCLE_NODE_SPAN, []):
+            self.add_part_span(s)
+        for s in by_kind.pop(sc.WORKER_SPAN, []):
+            self.add_worker_span(s)
+        for s in by_kind.pop(sc.RENDEZVOUS_SPAN, []):
+            self.add_attempt_span(s)
+        other = sum(len(v) for v in by_kind.values())
+        self.add_logs(logs)
+        return self.finish(logs, spans, other)
+
+    def add_node_span(self, s: SpanItem) -> None:
         a = s["attributes"]
-        self.times += [s["start"], s["end"]]
-        if s["name"] == sc.JOB_SPAN:
-            self.job_state = str(a.get(sc.NODE_STATE, ""))
-            return
-        lane = self.lane_for(s["resource"], a.get(sc.RANK))
-        if s["name"].startswith(sc.NODE_SPAN):
-            lane.state = str(a.get(sc.NODE_STATE, lane.state))
+        node = self.node_for(s["resource"])
+        node.spans += 1
+        node.state = str(a.get(sc.NODE_STATE, node.state))
+        rank = _int(a.get(sc.RANK))
+        if rank is not None and rank >= 0:
+            self.ranks[node.key][rank] += 100  # the node's final word on its rank
+        node.start_ns = s["start"]
+        node.end_ns = max(s["end"], s["start"])
+
+    def add_part_span(self, s: SpanItem) -> None:
+        a = s["attributes"]
+        node = self.node_for(s["resource"])
+        node.spans += 1
+        round_ = _int(a.get(sc.ROUND))
+        if round_ is None:
+            round_ = self.round_of_trace.get(s["trace_id"], -1)
+        rank = _int(a.get(sc.RANK))
+        part = NodeCycle(
+            round=round_,
+            rank=-1 if rank is None else rank,
+            start_ns=s["start"],
+            end_ns=max(s["end"], s["start"]),
+            outcome=str(a.get(sc.OUTCOME, sc.OUTCOME_UNFINISHED)),
+            rendezvous_ms=_num(a.get(sc.RENDEZVOUS_DURATION_MS)),
+            assign_ms=_num(a.get(sc.ASSIGN_DURATION_MS)),
+            remaining_restarts=_int(a.get(sc.REMAINING_RESTARTS)),
+            max_restarts=_int(a.get(sc.MAX_RESTARTS)),
+            nodes=_int(a.get(sc.NODES)),
+            workers_expected=_int(a.get(sc.WORKERS)),
+            error=s["status_code"] == sc.STATUS_ERROR,
+            message=s["status_message"],
+            unfinished=bool(a.get(sc.UNFINISHED, False)),
+            trace_id=s["trace_id"],
+            span_id=s["span_id"],
+            attributes=a,
+        )
+        if part.rank >= 0:
+            self.ranks[node.key][part.rank] += 1
+        node.cycles.append(part)
+        self.parts_by_span[s["span_id"]] = (node, part)
+        self.round_of_trace.setdefault(s["trace_id"], round_)
+
+    def part_for(self, node: Node, round_: int, t_ns: int, trace_id: str) -> NodeCycle:
+        """The node's part in ``round_``, made up (from records) when its span is missing."""
+        part = node.cycle(round_)
+        if part is None:
+            part = NodeCycle(
+                round=round_,
+                rank=-1,
+                start_ns=t_ns,
+                end_ns=t_ns,
+                outcome=sc.OUTCOME_UNFINISHED,
+                unfinished=True,
+                trace_id=trace_id,
+                has_span=False,
+            )
+            node.cycles.append(part)
+        return part
+
+    def add_worker_span(self, s: SpanItem) -> None:
+        a = s["attributes"]
+        found = self.parts_by_span.get(s["parent_span_id"])
+        if found is not None:
+            node, part = found
         else:
-            lane.bars.append(_bar(s))
+            node = self.node_for(s["resource"])
+            round_ = _int(a.get(sc.ROUND))
+            if round_ is None:
+                round_ = self.round_of_trace.get(s["trace_id"], -1)
+            part = self.part_for(node, round_, s["start"], s["trace_id"])
+            part.start_ns = min(part.start_ns, s["start"])
+            part.end_ns = max(part.end_ns, s["end"])
+        node.spans += 1
+        grank = _int(a.get(sc.GLOBAL_RANK))
+        lrank = _int(a.get(sc.LOCAL_RANK))
+        worker = Worker(
+            global_rank=-1 if grank is None else grank,
+            local_rank=-1 if lrank is None else lrank,
+            start_ns=s["start"],
+            end_ns=max(s["end"], s["start"]),
+            state=str(a.get(sc.NODE_STATE, "")),
+            end_reason=str(a.get(sc.END_REASON, "")),
+            signal=str(a.get(sc.SIGNAL, "")),
+            error=s["status_code"] == sc.STATUS_ERROR,
+            message=s["status_message"],
+            unfinished=bool(a.get(sc.UNFINISHED, False)),
+            span_id=s["span_id"],
+            attributes=a,
+        )
+        part.workers.append(worker)
+        self.worker_spans[s["span_id"]] = (node, part, worker)
+        self.from_spans.add(s["span_id"])
 
-    def add_log(self, log: LogItem) -> None:
+    def add_attempt_span(self, s: SpanItem) -> None:
+        a = s["attributes"]
+        node = self.node_for(s["resource"])
+        node.spans += 1
+        unfinished = bool(a.get(sc.UNFINISHED, False))
+        failed = s["status_code"] == sc.STATUS_ERROR
+        node.attempts.append(
+            Attempt(
+                start_ns=s["start"],
+                end_ns=max(s["end"], s["start"]),
+                failed=failed,
+                waiting=unfinished and not failed,
+                message=s["status_message"],
+                attributes=a,
+            )
+        )
+
+    # --- records ---
+
+    def add_logs(self, logs: list[LogItem]) -> None:
+        per_node: dict[int, tuple[Node, list[LogItem]]] = {}
+        resources: dict[int, Node] = {}
+        for log in logs:
+            resource = log["resource"]
+            node = resources.get(id(resource))
+            if node is None:
+                node = resources[id(resource)] = self.node_for(resource)
+            entry = per_node.get(id(node))
+            if entry is None:
+                entry = per_node[id(node)] = (node, [])
+            entry[1].append(log)
+        for node, items in per_node.values():
+            items.sort(key=lambda log: log["time_unix_nano"])
+            self.add_node_logs(node, items)
+
+    def add_node_logs(self, node: Node, logs: list[LogItem]) -> None:
+        node.records += len(logs)
+        self.times.append(logs[0]["time_unix_nano"])
+        self.times.append(logs[-1]["time_unix_nano"])
+        if not node.start_ns:
+            node.start_ns = logs[0]["time_unix_nano"]
+        node.end_ns = max(node.end_ns, logs[-1]["time_unix_nano"])
+        ranks = self.ranks[node.key]
+        waiting_since: int | None = None
+        open_workers: dict[str, Worker] = {}
+        current: NodeCycle | None = None
+        for log in logs:
+            a = log["attributes"]
+            name = log["event_name"]
+            state = a.get(sc.NODE_STATE)
+            if a.get(sc.EVENT_KIND) == sc.KIND_RENDEZVOUS:
+                waiting_since = self.rendezvous_record(node, log, waiting_since)
+                continue
+            rank = _int(a.get(sc.RANK))
+            if rank is not None and rank >= 0:
+                ranks[rank] += 1
+            if name == sc.CYCLE_EVENT:
+                waiting_since = None
+                part = self.cycle_record(node, log, rank)
+                if current is not None and part is not None and part is not current:
+                    _close_record_part(current, log["time_unix_nano"], open_workers)
+                current = part or current
+                continue
+            if a.get(sc.SOURCE) == sc.SOURCE_WORKER and a.get(sc.WORKER_ID):
+                waiting_since = None
+                current = self.worker_record(node, log, current, open_workers)
+            elif state in (sc.STATE_SUCCEEDED, sc.STATE_FAILED):
+                waiting_since = None  # the agent's final state
+                if not node.spans:
+                    node.state = str(state)
+            elif state == sc.STATE_RENDEZVOUS:
+                waiting_since = None  # recorded when the rendezvous completed
+            if log["severity_number"] >= sc.SEVERITY_ERROR or state == sc.STATE_FAILED:
+                kind = "worker" if a.get(sc.WORKER_ID) else "agent"
+                self.add_failure(node, log, kind)
+        self.end_of_records(node, waiting_since, open_workers)
+
+    def end_of_records(
+        self, node: Node, waiting_since: int | None, open_workers: dict[str, Worker]
+    ) -> None:
+        """What is still open when a node's records end."""
+        for worker in open_workers.values():
+            worker.unfinished = True
+        if waiting_since is not None and not any(
+            a.waiting and a.start_ns <= waiting_since <= a.end_ns + _NS for a in node.attempts
+        ):
+            # Still waiting when the data ends (or the agent died waiting): no span says so.
+            node.attempts.append(
+                Attempt(
+                    start_ns=waiting_since,
+                    end_ns=max(node.end_ns, waiting_since),
+                    failed=False,
+                    waiting=True,
+                    message="no cycle started",
+                )
+            )
+
+    def cycle_record(self, node: Node, log: LogItem, rank: int | None) -> NodeCycle | None:
+        """A cycle event: the node's part in the round, from it when no span came."""
         a = log["attributes"]
-        self.times.append(log["time_unix_nano"])
-        lane = self.lane_for(log["resource"], a.get(sc.RANK))
-        if log["severity_number"] >= sc.SEVERITY_ERROR or a.get(sc.NODE_STATE) == sc.STATE_FAILED:
-            lane.marks.append(_failure(log))
+        round_ = _int(a.get(sc.ROUND))
+        if round_ is None:
+            return None
+        self.round_of_trace.setdefault(log["trace_id"], round_)
+        part = self.part_for(node, round_, log["time_unix_nano"], log["trace_id"])
+        if not part.has_span:
+            part.rank = rank if rank is not None else part.rank
+            part.remaining_restarts = _int(a.get(sc.REMAINING_RESTARTS))
+            part.max_restarts = _int(a.get(sc.MAX_RESTARTS))
+            part.nodes = _int(a.get(sc.NODES))
+            part.workers_expected = _int(a.get(sc.WORKERS))
+        return part
 
-    def finish(self) -> list[Lane]:
-        for key, lane in self.lanes.items():
-            if self.ranks[key]:
-                lane.rank = self.ranks[key].most_common(1)[0][0]
-            # Agent steps first, so that rendezvous rounds are drawn over them.
-            lane.bars.sort(key=lambda b: (b.kind != "agent", b.start_ns))
-            lane.marks.sort(key=lambda m: m.time_ns)
-        return sorted(self.lanes.values(), key=lambda lane: (lane.rank < 0, lane.rank, lane.key))
+    def rendezvous_record(self, node: Node, log: LogItem, waiting_since: int | None) -> int | None:
+        """A rendezvous event: is the node waiting in a rendezvous after it?"""
+        body = str(log["body"] or "")
+        if log["attributes"].get(sc.NODE_STATE) == sc.STATE_FAILED:
+            self.add_failure(node, log, "rendezvous")
+            return None
+        if log["event_name"].endswith(_NEXT_RENDEZVOUS) and _JOIN_ATTEMPT in body:
+            return log["time_unix_nano"] if waiting_since is None else waiting_since
+        if _JOINED.search(body) or _CLOSED in body:
+            return None
+        return waiting_since
 
+    def worker_record(
+        self,
+        node: Node,
+        log: LogItem,
+        current: NodeCycle | None,
+        open_workers: dict[str, Worker],
+    ) -> NodeCycle | None:
+        """A worker event: nothing to do when its span arrived, else it stands in for it."""
+        if log["span_id"] in self.from_spans:
+            return current
+        a = log["attributes"]
+        t = log["time_unix_nano"]
+        round_ = self.round_of_trace.get(log["trace_id"])
+        part = current
+        if round_ is not None and (part is None or part.round != round_):
+            part = self.part_for(node, round_, t, log["trace_id"])
+        if part is None:
+            restarts = _int(a.get(_AGENT_RESTARTS))
+            part = self.part_for(node, restarts or 0, t, log["trace_id"])
+        if current is not None and part is not current:
+            _close_record_part(current, t, open_workers)
+        state = str(a.get(sc.NODE_STATE, ""))
+        wid = str(a.get(sc.WORKER_ID))
+        worker = open_workers.get(wid)
+        if worker is None:
+            grank = _int(a.get(sc.GLOBAL_RANK))
+            lrank = _int(a.get(sc.LOCAL_RANK_IN_METADATA))
+            worker = Worker(
+                global_rank=-1 if grank is None else grank,
+                local_rank=-1 if lrank is None else lrank,
+                start_ns=t,
+                end_ns=t,
+                state=state,
+                span_id=log["span_id"],
+                from_records=True,
+                unfinished=True,
+                attributes=a,
+            )
+            part.workers.append(worker)
+            open_workers[wid] = worker
+            if log["span_id"]:
+                self.worker_spans.setdefault(log["span_id"], (node, part, worker))
+        worker.end_ns = max(worker.end_ns, t)
+        part.end_ns = max(part.end_ns, t)
+        if state in sc.FINAL_WORKER_STATES:
+            open_workers.pop(wid, None)
+            worker.state = state
+            worker.unfinished = False
+            worker.end_reason = state.lower()
+            worker.signal = str(a.get(sc.SIGNAL, ""))
+            worker.error = state == sc.STATE_FAILED
+            if worker.error:
+                part.outcome = sc.OUTCOME_FAILED
+            elif state == sc.STATE_SUCCEEDED and part.outcome == sc.OUTCOME_UNFINISHED:
+                part.outcome = sc.OUTCOME_SUCCEEDED
+        return part
 
-def _build(run_id: str, logs: list[LogItem], spans: list[SpanItem]) -> JobTimeline:
-    builder = _Builder()
-    for s in spans:
-        builder.add_span(s)
-    for log in logs:
-        builder.add_log(log)
-    lanes = builder.finish()
-    trace_ids = {s["trace_id"] for s in spans} | {log["trace_id"] for log in logs}
-    trace_ids.discard("")
-    job_state = builder.job_state
-    if not job_state:
-        states = {lane.state for lane in lanes}
-        job_state = (
-            sc.STATE_FAILED
-            if sc.STATE_FAILED in states
-            else (states.pop() if len(states) == 1 else "")
+    def add_failure(self, node: Node, log: LogItem, kind: str) -> None:
+        a = log["attributes"]
+        found = self.worker_spans.get(log["span_id"]) if kind == "worker" else None
+        round_ = found[1].round if found is not None else self.round_of_trace.get(log["trace_id"])
+        default_type = sc.WORKER_FAILURE if kind == "worker" else sc.RENDEZVOUS_FAILURE
+        if kind == "agent":
+            default_type = ""
+        message = a.get(sc.EXCEPTION_MESSAGE) or a.get(sc.MESSAGE) or log["body"] or ""
+        if kind == "agent" and not a.get(sc.EXCEPTION_MESSAGE):
+            message = f"agent {a.get(sc.NODE_STATE, sc.STATE_FAILED)}"
+        node.failures.append(
+            Failure(
+                time_ns=log["time_unix_nano"],
+                node=node,
+                kind=kind,
+                round=round_,
+                global_rank=_int(a.get(sc.GLOBAL_RANK)) if kind == "worker" else None,
+                exc_type=str(a.get(sc.EXCEPTION_TYPE, default_type)),
+                message=str(message),
+                signal=str(a.get(sc.SIGNAL, "")),
+                stacktrace=str(a.get(sc.EXCEPTION_STACKTRACE, "")),
+                attributes=a,
+            )
         )
-    return JobTimeline(
-        run_id=run_id,
-        trace_id=min(trace_ids) if trace_ids else "",
-        start_ns=min(builder.times, default=0),
-        end_ns=max(builder.times, default=0),
-        state=job_state or "UNKNOWN",
-        lanes=lanes,
-        records=len(logs),
-        spans=len(spans),
-        notes=_notes(lanes, spans, trace_ids),
-    )
 
+    # --- the whole job ---
 
-def _notes(lanes: list[Lane], spans: list[SpanItem], trace_ids: set[str]) -> list[str]:
-    """What a reader should know about gaps in the data."""
-    notes = [
-        f"{lane.title}: no rendezvous or agent spans (only log records)"
-        for lane in lanes
-        if not any(b.kind in ("round", "agent") for b in lane.bars)
-    ]
-    span_ids = {s["span_id"] for s in spans}
-    missing = sum(1 for s in spans if s["parent_span_id"] and s["parent_span_id"] not in span_ids)
-    if missing:
-        notes.append(
-            f"{missing} span(s) name a parent that was not exported "
-            "(the rank-0 agent that emits the job span may have died)"
+    def finish(self, logs: list[LogItem], spans: list[SpanItem], other: int) -> JobTimeline:
+        nodes = list(self.nodes.values())
+        for node in nodes:
+            counts = self.ranks.get(node.key)
+            if counts:
+                node.rank = counts.most_common(1)[0][0]
+            node.cycles.sort(key=lambda c: (c.start_ns, c.round))
+            node.attempts.sort(key=lambda a: a.start_ns)
+            for part in node.cycles:
+                part.workers.sort(key=lambda w: (w.global_rank, w.start_ns))
+                if part.rank < 0:
+                    part.rank = node.rank
+        self.failures_from_spans(nodes)
+        nodes.sort(key=lambda n: (n.rank < 0, n.rank, n.start_ns, n.key))
+        end_ns = max(self.times, default=0)
+        for node in nodes:
+            _end_waits(node, end_ns)
+        cycles = self.cycles(nodes)
+        failures = _order_failures([f for n in nodes for f in n.failures])
+        trace_ids = {s["trace_id"] for s in spans} | {log["trace_id"] for log in logs}
+        trace_ids.discard("")
+        state = str(self.job["attributes"].get(sc.NODE_STATE, "")) if self.job else ""
+        if not state:
+            states = {n.state for n in nodes}
+            if sc.STATE_FAILED in states:
+                state = sc.STATE_FAILED
+            elif states == {sc.STATE_SUCCEEDED}:
+                state = sc.STATE_SUCCEEDED
+            else:
+                state = sc.UNKNOWN_STATE
+        run_trace = self.job["trace_id"] if self.job else ""
+        if not run_trace:
+            node_traces = Counter(
+                s["trace_id"] for s in spans if _span_kind(s["name"]) == sc.NODE_SPAN
+            )
+            run_trace = node_traces.most_common(1)[0][0] if node_traces else ""
+        return JobTimeline(
+            run_id=self.run_id,
+            trace_id=run_trace,
+            start_ns=min(self.times, default=0),
+            end_ns=end_ns,
+            state=state,
+            nodes=nodes,
+            cycles=cycles,
+            failures=failures,
+            missing=_missing(cycles, nodes),
+            records=len(logs),
+            spans=len(spans),
+            notes=self.notes(nodes, cycles, spans, other),
         )
-    unfinished = sum(b.unfinished for lane in lanes for b in lane.bars)
-    if unfinished:
-        notes.append(f"{unfinished} span(s) were still open when their node shut down")
-    if len(trace_ids) > 1:
-        notes.append(f"{len(trace_ids)} trace ids for one run_id (mixed exporters?)")
-    return notes
+
+    def failures_from_spans(self, nodes: list[Node]) -> None:
+        """Failed worker spans and rendezvous attempts whose ERROR record did not arrive."""
+        with_record = {(id(f.node), f.round, f.global_rank) for n in nodes for f in n.failures}
+        for node in nodes:
+            for part in node.cycles:
+                for w in part.workers:
+                    if not w.error or (id(node), part.round, w.global_rank) in with_record:
+                        continue
+                    exc_type, _, message = w.message.partition(": ")
+                    if not message:
+                        exc_type, message = sc.WORKER_FAILURE, w.message
+                    node.failures.append(
+                        Failure(
+                            time_ns=w.end_ns,
+                            node=node,
+                            kind="worker",
+                            round=part.round,
+                            global_rank=w.global_rank,
+                            exc_type=exc_type,
+                            message=message,
+                            signal=w.signal,
+                            attributes=w.attributes,
+                        )
+                    )
+            rdzv = [f.time_ns for f in node.failures if f.kind == "rendezvous"]
+            for attempt in node.attempts:
+                if attempt.failed and not any(abs(t - attempt.end_ns) < 50_000_000 for t in rdzv):
+                    node.failures.append(
+                        Failure(
+                            time_ns=attempt.end_ns,
+                            node=node,
+                            kind="rendezvous",
+                            round=None,
+                            global_rank=None,
+                            exc_type=sc.RENDEZVOUS_FAILURE,
+                            message=attempt.message,
+                            attributes=attempt.attributes,
+                        )
+                    )
+        _mark_killed([f for n in nodes for f in n.failures])
+        for node in nodes:
+            killed = {(f.round, f.global_rank) for f in node.failures if f.killed}
+            for part in node.cycles:
+                for w in part.workers:
+                    w.killed = (part.round, w.global_rank) in killed
+
+    def cycles(self, nodes: list[Node]) -> list[Cycle]:
+        parts: dict[int, list[tuple[Node, NodeCycle]]] = defaultdict(list)
+        for node in nodes:
+            for part in node.cycles:
+                parts[part.round].append((node, part))
+        out = []
+        for round_ in sorted(set(parts) | set(self.roots)):
+            members = parts.get(round_, [])
+            root = self.roots.get(round_)
+            starts = [p.start_ns for _, p in members]
+            ends = [p.end_ns for _, p in members]
+            if root is not None:
+                starts.append(root["start"])
+                ends.append(root["end"])
+            settings = root["attributes"] if root is not None else {}
+
+            def setting(
+                key: str,
+                attr: str,
+                settings: dict[str, Any] = settings,
+                members: list[tuple[Node, NodeCycle]] = members,
+            ) -> int | None:
+                value = _int(settings.get(key))
+                if value is not None:
+                    return value
+                known = [getattr(p, attr) for _, p in members if getattr(p, attr) is not None]
+                if not known:
+                    return None
+                if key == sc.REMAINING_RESTARTS:
+                    # Nodes restarted by a peer keep their budget: the lowest is the job's.
+                    return int(min(known))
+                return int(Counter(known).most_common(1)[0][0])
+
+            outcome = str(settings.get(sc.OUTCOME, "")) or _outcome([p for _, p in members])
+            cycle = Cycle(
+                round=round_,
+                start_ns=min(starts),
+                end_ns=max(ends),
+                outcome=outcome,
+                outcome_from_root=root is not None,
+                parts=members,
+                remaining_restarts=setting(sc.REMAINING_RESTARTS, "remaining_restarts"),
+                max_restarts=setting(sc.MAX_RESTARTS, "max_restarts"),
+                nodes_expected=setting(sc.NODES, "nodes"),
+                workers_expected=setting(sc.WORKERS, "workers_expected"),
+                trace_ids={p.trace_id for _, p in members if p.trace_id}
+                | ({root["trace_id"]} if root is not None else set()),
+            )
+            if len(members) >= 2:
+                median = statistics.median(starts[: len(members)])
+                late = [
+                    (node, (p.start_ns - median) / _NS)
+                    for node, p in members
+                    if p.start_ns - median >= LATE_JOIN_S * _NS
+                ]
+                cycle.late = sorted(late, key=lambda x: -x[1])
+            out.append(cycle)
+        return out
+
+    def notes(
+        self, nodes: list[Node], cycles: list[Cycle], spans: list[SpanItem], other: int
+    ) -> list[str]:
+        """What a reader should know about gaps in the data."""
+        notes = []
+        no_spans = [n for n in nodes if not n.spans]
+        if no_spans:
+            notes.append(
+                f"{_count(len(no_spans), 'node')} with log records only, no spans "
+                f"(killed before exporting them?): {_some(n.short for n in no_spans)}"
+            )
+        span_ids = {s["span_id"] for s in spans}
+        orphans = Counter(
+            _span_kind(s["name"])
+            for s in spans
+            if s["parent_span_id"] and s["parent_span_id"] not in span_ids
+        )
+        if orphans:
+            what = ", ".join(f"{n} {k}" for k, n in orphans.most_common())
+            notes.append(
+                f"{sum(orphans.values())} span(s) name a parent that was not exported ({what}); "
+                "the agent that emits it may have died or still be running"
+            )
+        if self.unfinished:
+            notes.append(f"{self.unfinished} span(s) were still open when their node shut down")
+        for cycle in cycles:
+            if len(cycle.trace_ids) > 1:
+                notes.append(
+                    f"round {cycle.round}: {len(cycle.trace_ids)} trace ids "
+                    "(nodes disagree on the cycle: rendezvous events or cycle events missing?)"
+                )
+            if not cycle.outcome_from_root:
+                notes.append(
+                    f"round {cycle.round}: no cycle root span (rank 0's agent died, or the "
+                    "cycle was still running); its outcome is the nodes' own"
+                )
+        if other:
+            notes.append(f"{other} span(s) of other names ignored")
+        return notes
 
 
-def _bar(s: SpanItem) -> Bar:
-    a = s["attributes"]
-    name = s["name"]
-    if name.startswith(_LEGACY_ROUND_SPAN):
-        kind, label = "round", f"round {a.get(sc.ROUND, '?')}"
-    elif name.startswith(_LEGACY_AGENT_SPAN_PREFIX):
-        kind, label = "agent", name.removeprefix(_LEGACY_AGENT_SPAN_PREFIX)
-    elif name.startswith(sc.WORKER_SPAN):
-        kind, label = "worker", "worker " + name.removeprefix(sc.WORKER_SPAN).strip()
-    else:
-        kind, label = "other", name
-    return Bar(
-        kind=kind,
-        label=label,
-        start_ns=s["start"],
-        end_ns=max(s["end"], s["start"]),
-        state=str(a.get(sc.NODE_STATE, "")),
-        error=s["status_code"] == sc.STATUS_ERROR,
-        unfinished=bool(a.get(sc.UNFINISHED, False)),
-        end_reason=str(a.get(sc.END_REASON, "")),
-        message=s["status_message"],
-        attributes=dict(a),
-        events=[dict(e) for e in s["events"]],
-    )
+def _end_waits(node: Node, end_ns: int) -> None:
+    """A wait known from records lasts until the data ends, unless the node went quiet."""
+    silent = end_ns - node.end_ns > SILENT_S * _NS
+    for attempt in node.attempts:
+        if attempt.waiting and not attempt.attributes:
+            if silent:
+                # It went quiet in a rendezvous while the others went on: not waiting at
+                # the end (missing, most likely).
+                attempt.waiting = False
+                attempt.message = "went silent while waiting in a rendezvous"
+            else:
+                attempt.end_ns = max(attempt.end_ns, end_ns)
 
 
-def _failure(log: LogItem) -> Mark:
-    a = log["attributes"]
-    who = a.get(sc.GLOBAL_RANK)
-    subject = f"worker {who}" if who is not None else str(a.get(sc.EVENT_KIND, ""))
-    message = str(a.get(sc.EXCEPTION_MESSAGE) or log["body"] or log["event_name"])
-    exc_type = str(a.get(sc.EXCEPTION_TYPE, sc.STATE_FAILED))
-    what = message if message.startswith(exc_type.rsplit(".", 1)[-1]) else f"{exc_type}: {message}"
-    return Mark(
-        kind="failure",
-        time_ns=log["time_unix_nano"],
-        label=f"{subject}: {what}",
-        state=str(a.get(sc.NODE_STATE, "")),
-        error=True,
-        attributes=dict(a),
-    )
+def _close_record_part(part: NodeCycle, t_ns: int, open_workers: dict[str, Worker]) -> None:
+    """A part known from records only ends when the node's next cycle starts."""
+    if part.has_span:
+        return
+    for wid, worker in list(open_workers.items()):
+        if any(worker is w for w in part.workers):
+            del open_workers[wid]
+            worker.end_ns = max(worker.end_ns, t_ns)
+            worker.unfinished = False
+            worker.end_reason = sc.END_RESTARTED
+            worker.state = sc.STATE_TERMINATED
+    part.end_ns = max(part.end_ns, t_ns)
+    part.unfinished = False
+    if part.outcome == sc.OUTCOME_UNFINISHED:
+        part.outcome = sc.OUTCOME_RESTARTED
+
+
+def _outcome(parts: list[NodeCycle]) -> str:
+    outcomes = {p.outcome for p in parts}
+    for outcome in (sc.OUTCOME_FAILED, sc.OUTCOME_UNFINISHED, sc.OUTCOME_RESTARTED):
+        if outcome in outcomes:
+            return outcome
+    return sc.OUTCOME_SUCCEEDED if outcomes else sc.OUTCOME_UNFINISHED
+
+
+_NO_ERROR_OF_ITS_OWN = ("", sc.WORKER_FAILURE.rsplit(".", 1)[-1])
+
+
+def _own_error(f: Failure) -> bool:
+    return not f.signal or f.exc_type.rsplit(".", 1)[-1] not in _NO_ERROR_OF_ITS_OWN
+
+
+def _mark_killed(failures: list[Failure]) -> None:
+    """Workers killed by a signal, with no error of their own, while another failed."""
+    by_round: dict[int | None, list[Failure]] = defaultdict(list)
+    for f in failures:
+        if f.kind == "worker":
+            by_round[f.round].append(f)
+    for group in by_round.values():
+        signalled = [f for f in group if not _own_error(f)]
+        if len(signalled) < len(group):
+            killed = signalled  # someone else had an error of their own
+        else:
+            # Only signals: the agent stops workers with SIGTERM; another signal
+            # (SIGKILL by the OOM killer, SIGSEGV) is the cause.
+            others = [f for f in group if f.signal != "SIGTERM"]
+            killed = [f for f in group if f.signal == "SIGTERM"] if others else []
+        for f in killed:
+            f.killed = True
+
+
+def _order_failures(failures: list[Failure]) -> list[Failure]:
+    """By cycle in time order; in a cycle the root causes first, then the killed."""
+    first: dict[int | None, int] = {}
+    for f in failures:
+        if f.kind == "worker":
+            first[f.round] = min(first.get(f.round, f.time_ns), f.time_ns)
+
+    def key(f: Failure) -> tuple[int, bool, int, int]:
+        group = first[f.round] if f.kind == "worker" else f.time_ns
+        return (group, f.killed, f.time_ns, f.node.rank)
+
+    return sorted(failures, key=key)
+
+
+def _missing(cycles: list[Cycle], nodes: list[Node]) -> list[Missing]:
+    out = []
+    for before, after in itertools.pairwise(cycles):
+        there = {id(n) for n, _ in after.parts}
+        gone = [n for n, _ in before.parts if id(n) not in there]
+        if gone:
+            out.append(Missing(before.round, after.round, gone))
+    waiting = [n for n in nodes if n.waiting is not None]
+    if waiting and cycles:
+        last = cycles[-1]
+        pending = {id(n) for n in waiting}
+        gone = [n for n, _ in last.parts if id(n) not in pending and n.state != sc.STATE_SUCCEEDED]
+        if gone:
+            out.append(Missing(last.round, None, gone))
+    return out
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _some(items: Any, limit: int = 3) -> str:
+    items = list(items)
+    text = ", ".join(str(i) for i in items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def load(paths: list[Path]) -> Received:
@@ -319,3 +1080,63 @@ def load(paths: list[Path]) -> Received:
     for path in paths:
         read_otlp_json(path, into=received)
     return received
+
+
+class RendezvousWatch:
+    """Which nodes wait in a rendezvous, from the records received so far.
+
+    For ``timeline --listen --idle-exit``: a job is quiet while a rendezvous
+    waits for a late or missing node, and that is no time to stop listening. A
+    node waits when its last rendezvous event is an attempt to join, with no cycle
+    started since. Incremental: each :meth:`update` reads only the new records.
+    """
+
+    def __init__(self) -> None:
+        self._seen = 0
+        self._since: dict[tuple[str, Any, Any], tuple[int, int | None]] = {}
+
+    def update(self, logs: list[LogItem]) -> list[str]:
+        """Read ``logs[seen:]``; return the waiting nodes (``host:pid``)."""
+        end = len(logs)
+        for log in logs[self._seen : end]:
+            verdict = _waits(log)
+            if verdict is None:
+                continue
+            r = log["resource"]
+            key = (
+                str(r.get(sc.HOST_NAME, "?")),
+                r.get(sc.PROCESS_PID),
+                r.get(sc.SERVICE_INSTANCE_ID),
+            )
+            t = log["time_unix_nano"]
+            last = self._since.get(key)
+            if last is not None and t < last[0]:
+                continue  # an older record, arrived late
+            since = (last[1] if last and last[1] is not None else t) if verdict else None
+            self._since[key] = (t, since)
+        self._seen = end
+        return sorted(
+            f"{k[0]}:{k[1]}" for k, (_, since) in self._since.items() if since is not None
+        )
+
+
+def _waits(log: LogItem) -> bool | None:
+    """True: the node waits in a rendezvous after this record; False: it does not; None: no
+    telling."""
+    a = log["attributes"]
+    state = a.get(sc.NODE_STATE)
+    if a.get(sc.EVENT_KIND) == sc.KIND_RENDEZVOUS:
+        body = str(log["body"] or "")
+        if state == sc.STATE_FAILED or _JOINED.search(body) or _CLOSED in body:
+            return False
+        if log["event_name"].endswith(_NEXT_RENDEZVOUS) and _JOIN_ATTEMPT in body:
+            return True
+        return None
+    if log["event_name"] == sc.CYCLE_EVENT or state in (
+        sc.STATE_START,
+        sc.STATE_RENDEZVOUS,
+        sc.STATE_SUCCEEDED,
+        sc.STATE_FAILED,
+    ):
+        return False
+    return None
