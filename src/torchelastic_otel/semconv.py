@@ -57,6 +57,9 @@ METADATA: Final = "torchelastic.metadata"
 EXIT_CODE: Final = "torchelastic.metadata.exit_code"
 SIGNAL: Final = "torchelastic.signal"
 """The signal that ended a worker (``SIGKILL``...), when its exit code says so."""
+AGENT_RESTARTS: Final = "torchelastic.agent_restarts"
+"""The agent's restarts so far (torch's ``agent_restarts``): the cycle key when no
+round is known."""
 ROUND: Final = "torchelastic.round"
 """The restart cycle: the rendezvous round every node of it agrees on (else the restart
 count, when no round is known)."""
@@ -193,6 +196,18 @@ TORCH_METRICS_SCOPE: Final = "torch.distributed.elastic.metrics"
 # --- instrumentation scope ------------------------------------------------------------------
 
 SCOPE: Final = "torchelastic_otel"
+
+
+# --- what torch's dynamic rendezvous says, as both sides recognise it -------------------
+
+RDZV_NEXT_RENDEZVOUS: Final = "next_rendezvous"
+"""The end of the name of ``DynamicRendezvousHandler.next_rendezvous``'s events."""
+RDZV_JOIN_ATTEMPT: Final = "attempts to join"
+"""In the message of a node starting to join the next round."""
+RDZV_JOINED_PATTERN: Final = r"\bhas joined round (\d+)\b"
+"""The message of a node that joined round N (the group: N)."""
+RDZV_CLOSED: Final = "has closed the rendezvous"
+"""In the message of a node that closed the rendezvous (the job ended)."""
 
 
 def describe_exit(code: int) -> tuple[str, str | None]:

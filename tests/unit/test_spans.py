@@ -333,3 +333,14 @@ def test_a_failed_heartbeat_is_never_folded() -> None:
     assert is_chatter(rdzv_event(name=name))
     assert not is_chatter(rdzv_event(NodeState.FAILED, name=name))
     assert not is_chatter(joined(1, 0))
+
+
+def test_the_root_cause_names_the_failed_cycle(mem: Memory) -> None:
+    """The agent kills a failed worker's peers: the one with its own error is the cause."""
+    record_otel(cycle_event(0))
+    record_otel(worker("START", 0))
+    record_otel(worker("START", 1))
+    record_otel(worker("FAILED", 1, exit_code=-15))  # killed, recorded first
+    record_otel(worker("FAILED", 0, raw_error=TRACEBACK))
+    (part,) = _spans(mem)[sc.CYCLE_NODE_SPAN]
+    assert part.status.description == "RendezvousTimeoutError: timed out"

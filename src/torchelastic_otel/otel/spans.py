@@ -41,6 +41,7 @@ from torchelastic_otel.otel.derived_ids import (
 from torchelastic_otel.otel.mapping import AttrValue, MappedEvent, is_int64
 from torchelastic_otel.otel.sinks import SpanSink
 from torchelastic_otel.semconv import (
+    AGENT_RESTARTS,
     ASSIGN_DURATION_MS,
     CYCLE_EVENT,
     CYCLE_NODE_SPAN,
@@ -52,6 +53,7 @@ from torchelastic_otel.semconv import (
     END_SHUTDOWN,
     EXCEPTION_MESSAGE,
     EXCEPTION_TYPE,
+    EXIT_CODE,
     FINAL_WORKER_STATES,
     GLOBAL_RANK,
     GROUP_RANK,
@@ -71,6 +73,8 @@ from torchelastic_otel.semconv import (
     OUTCOME_SUCCEEDED,
     OUTCOME_UNFINISHED,
     RANK,
+    RDZV_JOINED_PATTERN,
+    RDZV_NEXT_RENDEZVOUS,
     REMAINING_RESTARTS,
     RENDEZVOUS_DURATION_MS,
     RENDEZVOUS_SPAN,
@@ -94,8 +98,7 @@ from torchelastic_otel.semconv import (
     WORKERS,
 )
 
-_JOINED = re.compile(r"\bhas joined round (\d+)\b")
-_NEXT_RENDEZVOUS = "next_rendezvous"
+_JOINED = re.compile(RDZV_JOINED_PATTERN)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A span's status message is for the eye; the whole error stays on its log record.
 _MAX_STATUS = 256
@@ -148,6 +151,7 @@ class _Cycle:
     workers: dict[str, _Worker] = field(default_factory=dict)
     outcome: str = OUTCOME_UNFINISHED
     error: str = ""
+    error_is_own: bool = False
     started_workers: bool = False
 
 
@@ -257,7 +261,7 @@ class SpanStateMachine:
 
     def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> tuple[int, int]:
         name = str(m.attributes.get(NAME, m.event_name))
-        joining = name.endswith(_NEXT_RENDEZVOUS)
+        joining = name.endswith(RDZV_NEXT_RENDEZVOUS)
         if m.node_state == STATE_FAILED:
             if run.rdzv_start_ns is not None and run.cycle is None:
                 error = m.exception.get(EXCEPTION_MESSAGE) or m.body
@@ -392,13 +396,18 @@ class SpanStateMachine:
         span = worker.span
         span.attributes[NODE_STATE] = state
         span.attributes[END_REASON] = state.lower()
-        for key in (SIGNAL, "torchelastic.metadata.exit_code"):
+        for key in (SIGNAL, EXIT_CODE):
             if key in m.attributes:
                 span.attributes[key] = m.attributes[key]
         failed = state == STATE_FAILED
         if failed:
             cycle.outcome = OUTCOME_FAILED
-            cycle.error = cycle.error or _error_text(m)
+            # The root cause names the cycle: a worker with an error of its own, not
+            # one the agent killed (a signal and no error file) because of it.
+            own_error = SIGNAL not in m.attributes
+            if not cycle.error or (own_error and not cycle.error_is_own):
+                cycle.error = _error_text(m)
+                cycle.error_is_own = own_error
             self._fact("worker_failure", run, t_ns, _error_type(m))
         elif state == STATE_SUCCEEDED and cycle.outcome == OUTCOME_UNFINISHED:
             cycle.outcome = OUTCOME_SUCCEEDED
@@ -620,7 +629,7 @@ def _duration_ns(m: MappedEvent) -> int:
 
 
 def _restarts(m: MappedEvent) -> int:
-    value = m.attributes.get("torchelastic.agent_restarts")
+    value = m.attributes.get(AGENT_RESTARTS)
     return value if is_int64(value) and value >= 0 else 0
 
 

@@ -45,13 +45,13 @@ SUMMARY_NODES = 16
 SILENT_S = 60.0
 """A node whose data ends this long before the job's went silent (died, lost its link)."""
 
-_JOIN_ATTEMPT = "attempts to join"
-_JOINED = re.compile(r"\bhas joined round (\d+)\b")
-_CLOSED = "has closed the rendezvous"
-_NEXT_RENDEZVOUS = "next_rendezvous"
+_JOIN_ATTEMPT = sc.RDZV_JOIN_ATTEMPT
+_JOINED = re.compile(sc.RDZV_JOINED_PATTERN)
+_CLOSED = sc.RDZV_CLOSED
+_NEXT_RENDEZVOUS = sc.RDZV_NEXT_RENDEZVOUS
 _NUMBER = re.compile(r"\d+")
 # Not in semconv (yet): the agent's restart count, as the mapping writes it.
-_AGENT_RESTARTS = sc.PREFIX + "agent_restarts"
+_AGENT_RESTARTS = sc.AGENT_RESTARTS
 _NS = 1_000_000_000
 
 
