@@ -198,6 +198,15 @@ TORCH_METRICS_SCOPE: Final = "torch.distributed.elastic.metrics"
 SCOPE: Final = "torchelastic_otel"
 
 
+# --- what a worker process is told (OTEL_RESOURCE_ATTRIBUTES, next to TRACEPARENT) ------
+
+WORKER_RUN_ID: Final = "torchelastic.run_id"
+WORKER_NODE_RANK: Final = "torchelastic.node_rank"
+WORKER_LOCAL_RANK: Final = "torchelastic.local_rank"
+WORKER_GLOBAL_RANK: Final = "torchelastic.global_rank"
+WORKER_RESTART_COUNT: Final = "torchelastic.restart_count"
+WORKER_ROUND: Final = "torchelastic.round"
+
 # --- what torch's dynamic rendezvous says, as both sides recognise it -------------------
 
 RDZV_NEXT_RENDEZVOUS: Final = "next_rendezvous"

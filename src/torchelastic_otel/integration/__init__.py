@@ -7,7 +7,10 @@ its own module, gated on the torch features it needs (:mod:`._features`):
 * :mod:`.destinations` — ``otel`` in torch's own events module (the same handler
   object as ours, so an event recorded through either module is exported once),
   so ``torchrun --event_log_handler otel`` works;
-* :mod:`.agent` — the worker failures torch does not record when a restart follows;
+* :mod:`.launcher` — a mistyped ``--event_log_handler`` fails before the rendezvous,
+  in one line;
+* :mod:`.agent` — the worker failures torch does not record when a restart follows,
+  the restart cycles, and (:mod:`.workers`) each worker's ``TRACEPARENT``;
 * :mod:`.rendezvous` — with ``TORCHELASTIC_OTEL_RDZV_EVENTS=1``, the dynamic
   rendezvous' own events, routed to ``otel`` and made cheap;
 * :mod:`.instrumentor` — ``opentelemetry-instrument torchrun ...``.
@@ -38,6 +41,15 @@ def torch_available() -> bool:
     return True
 
 
+def is_worker_process() -> bool:
+    """Whether this process is a worker a torchrun agent started (not an agent).
+
+    torch sets these for workers only (every version from 2.7 on); an agent's own
+    environment has neither.
+    """
+    return "TORCHELASTIC_RUN_ID" in os.environ and "TORCHELASTIC_RESTART_COUNT" in os.environ
+
+
 def rdzv_events_requested() -> bool:
     """``TORCHELASTIC_OTEL_RDZV_EVENTS`` is ``1``/``true``/``yes``."""
     value = os.environ.get(ev.TORCHELASTIC_OTEL_RDZV_EVENTS, "")
@@ -61,13 +73,14 @@ def install(*, rdzv_events: bool | None = None, redirect_null: bool = False) -> 
     import torch.distributed.elastic.events.handlers as torch_handlers
 
     from torchelastic_otel import events as ours
-    from torchelastic_otel.integration import _imports, agent, destinations, rendezvous
+    from torchelastic_otel.integration import _imports, agent, destinations, launcher, rendezvous
 
     otel_handler = ours.get_logging_handler("otel")
     destinations.route_torch(torch_handlers, "otel", otel_handler)
     # Never import a torch module from here: patch each once it is fully imported.
     _imports.when_imported(agent.MODULE, agent.patch, _AGENT_LOGGERS)
     _imports.when_imported(agent.API_MODULE, agent.patch_api, _AGENT_LOGGERS)
+    _imports.when_imported(launcher.MODULE, launcher.patch)
     if rdzv_events if rdzv_events is not None else rdzv_events_requested():
         destinations.route_torch(torch_handlers, "dynamic_rendezvous", otel_handler)
         destinations.route_ours("dynamic_rendezvous", otel_handler)

@@ -17,7 +17,10 @@
   rendezvous' state (other rendezvous backends: the event has no round, and the
   mapping falls back on the restart count).
 
-Both act only for destinations routed to ``otel``: installed but unused, the
+* **The workers' trace context** (:mod:`.workers`): ``TRACEPARENT`` and resource
+  attributes in every worker's environment.
+
+All act only for destinations routed to ``otel``: installed but unused, the
 package changes nothing.
 """
 
@@ -25,15 +28,15 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from torchelastic_otel.integration import _features, _wrapping
+from torchelastic_otel.integration import _features, _shared, _wrapping
 
 MODULE = "torch.distributed.elastic.agent.server.local_elastic_agent"
 API_MODULE = "torch.distributed.elastic.agent.server.api"
 WHAT = "recording worker failures before a restart"
 CYCLE_WHAT = "recording restart cycles"
 
-# Destinations whose agents get the restart-failure events.
-capture_for: set[str] = {"otel"}
+capture_for = _shared.capture_for
+rendezvous_round = _shared.rendezvous_round
 _off = False  # a gate failed at run time
 _cycles_off = False
 
@@ -49,6 +52,9 @@ def patch(module: ModuleType) -> None:
         _features.switched_off(WHAT, f"LocalElasticAgent has no {', '.join(absent)}")
         return
     _wrapping.wrap(agent_class, "_monitor_workers", _monitor_workers)
+    from torchelastic_otel.integration import workers
+
+    workers.patch(agent_class)
 
 
 def _monitor_workers(
@@ -168,10 +174,3 @@ def record_cycle(agent: Any, worker_group: Any) -> None:
         }
     )
     record(event, spec.event_log_handler)
-
-
-def rendezvous_round(handler: Any) -> int | None:
-    """The round the dynamic rendezvous just completed (every node of it agrees)."""
-    state = getattr(getattr(handler, "_state_holder", None), "state", None)
-    value = getattr(state, "round", None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -14,7 +14,6 @@ The sinks were chosen once, when the stage was built (:func:`.sinks.choose`).
 """
 
 import os
-import socket
 import time
 
 from torchelastic_otel.events import RdzvEvent
@@ -40,7 +39,7 @@ class EventStage:
         )
         self.sinks = sinks.choose(settings, _resource.create(settings), plugins, ledger)
         self.batches = self.sinks.batches
-        self.machine = SpanStateMachine(self.sinks.spans, socket.gethostname(), self._on_fact)
+        self.machine = SpanStateMachine(self.sinks.spans, _resource.host_name(), self._on_fact)
         self.chatter = Chatter(settings.chatter_summary_s)
         self.metrics: MetricsRecorder | None = None
         if self.sinks.metrics is not None:

@@ -11,6 +11,11 @@ this package reads itself.
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 """``true`` turns the ``otel`` destination into a no-op (events are dropped silently)."""
 
+OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+"""The collector, with its scheme (``http://collector:4317``); the exporters read it.
+Without a scheme this package warns and uses ``http://`` (the gRPC exporter would
+otherwise try TLS and fail with handshake errors that do not say why)."""
+
 OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 """``grpc`` (default) or ``http/protobuf``, for both signals."""
 

@@ -77,6 +77,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         or ev.OTEL_EXPORTER_OTLP_METRICS_COMPRESSION in env
     )
     return Settings(
+        endpoint=_endpoint_with_scheme(env),
         logs_compression=None if any_compression else default.logs_compression,
         traces_compression=None if any_compression else default.traces_compression,
         metrics_compression=None if any_compression else default.metrics_compression,
@@ -191,6 +192,38 @@ def _headers(env: Mapping[str, str], name: str) -> dict[str, str] | None:
             "is" if one else "are",
         )
     return headers
+
+
+_SCHEMES = ("http://", "https://")
+
+
+def _endpoint_with_scheme(env: Mapping[str, str]) -> str | None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT`` when it lacks a scheme, with ``http://`` and a hint.
+
+    Without a scheme the gRPC exporter assumes TLS, and a plain collector answers
+    with TLS handshake errors that do not say why. Set with a scheme (or unset):
+    ``None``, and the exporters read it themselves.
+    """
+    value = env.get(ev.OTEL_EXPORTER_OTLP_ENDPOINT, "").strip()
+    if not value or value.lower().startswith(_SCHEMES):
+        for signal in ("LOGS", "TRACES", "METRICS"):
+            name = f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"
+            per_signal = env.get(name, "").strip()
+            if per_signal and not per_signal.lower().startswith(_SCHEMES):
+                _log.warning(
+                    "%s=%r has no scheme: write http://%s (or https:// for TLS)",
+                    name,
+                    per_signal,
+                    per_signal,
+                )
+        return None
+    _log.warning(
+        "%s=%r has no scheme: using http://%s (write https:// for TLS)",
+        ev.OTEL_EXPORTER_OTLP_ENDPOINT,
+        value,
+        value,
+    )
+    return "http://" + value
 
 
 _METRICS_EXPORTERS = ("otlp", "prometheus", "console", "none")
