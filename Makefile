@@ -7,7 +7,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit-no-torch bench clean collector stack-build stack-test
+.PHONY: demo test lint unit-no-torch bench clean collector stack-build stack-test \
+	compat compat-venvs
+
+# The oldest and the newest torch with torchrun's --event_log_handler (2.8 and 2.15;
+# the main venv has 2.13). tools/compat.sh caches their venvs outside the repo.
+COMPAT_TORCH ?= 2.8.0 2.15.0
 
 # The stack's Go programs, built from Go modules into a cache outside the
 # repository (otel-collector/build.sh; rebuilt only when a version changes).
@@ -50,6 +55,13 @@ stack-test: $(STAMP) stack-build
 	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,jaeger,prometheus,promtool \
 		$(PY) -m pytest -p no:cacheprovider tests/integration/test_real_collector.py \
 		tests/unit/test_collector_stack.py tests/unit/test_kubernetes.py
+
+compat-venvs:
+	@for v in $(COMPAT_TORCH); do tools/compat.sh venv $$v || exit 1; done
+
+# The e2e torchrun tests (and, on the newest, the differential suite) on each.
+compat: compat-venvs
+	@for v in $(COMPAT_TORCH); do tools/compat.sh test $$v || exit 1; done
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_events.py --json benchmarks/results-events.json

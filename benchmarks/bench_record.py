@@ -11,7 +11,16 @@ threads or imports disturb another:
 * ``stock SDK LoggingHandler``: what a user would wire by hand: the OpenTelemetry
   SDK's ``LoggingHandler`` with a ``BatchLogRecordProcessor`` and the OTLP/gRPC
   exporter to the same collector, registered as a destination in torch's module
-  and called through torch's ``record()``.
+  and called through torch's ``record()``;
+* ``torch put_metric`` and ``torch put_metric, bridged``: the cost to torch's agent
+  of one ``torch.distributed.elastic.metrics.put_metric`` (what ``@prof`` does three
+  times per decorated call) with torch's default ``NullMetricHandler``, and with
+  this package's handler (queued for the export worker, which records it into an
+  OpenTelemetry instrument and exports it over OTLP to the collector).
+
+The ``otel`` scenarios run with the metrics on (``OTEL_METRICS_EXPORTER=otlp``, the
+default): the events' metrics are recorded on the export worker, off the caller's
+path.
 
 The event is what torch's agent records (``torchelastic.worker.status.*`` with its
 13 metadata keys). Prints median and p99 per call and the ratio to torch's
@@ -38,6 +47,29 @@ _SCENARIO = textwrap.dedent(
     import gc, json, logging, os, sys, time, warnings
     warnings.filterwarnings("ignore")
     which, destination, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if which == "metric":
+        from torch.distributed.elastic import metrics
+        if destination == "bridged":
+            from torchelastic_otel.integration import metrics as bridge
+            bridge.bridge()
+        clock = time.perf_counter_ns
+        for _ in range(500):
+            metrics.put_metric("workers.default.healthy", 1)
+        time.sleep(0.5)
+        out = []
+        gc.disable()
+        for _ in range(calls):
+            t0 = clock()
+            metrics.put_metric("workers.default.healthy", 1)
+            out.append(clock() - t0)
+        gc.enable()
+        extra = {}
+        if destination == "bridged":
+            from torchelastic_otel import otel
+            otel.shutdown()
+            extra = {"drops": otel.drop_counts(), "exported": otel.exported_counts()}
+        print(json.dumps({"ns": out, **extra}))
+        sys.exit(0)
     if which in ("torch", "sdk"):
         import torch.distributed.elastic.events as ev
     else:
@@ -124,6 +156,8 @@ def main() -> int:
         up = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": rotel.grpc_endpoint}
         results["ours otel, collector up"] = _run("ours", "otel", args.calls, up)
         results["stock SDK LoggingHandler"] = _run("sdk", "sdk", args.calls, up)
+        results["torch put_metric"] = _run("metric", "null", args.calls, up)
+        results["torch put_metric, bridged"] = _run("metric", "bridged", args.calls, up)
     down = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     results["ours otel, collector down"] = _run("ours", "otel", args.calls, down)
 

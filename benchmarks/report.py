@@ -49,6 +49,17 @@ def rows(events: Any, record: Any, pipeline: Any) -> list[tuple[str, str, str, b
                 True,
             )
         )
+    bridged, null = record.get("torch put_metric, bridged"), record.get("torch put_metric")
+    if bridged and null:
+        out.append(
+            (
+                "torch put_metric, bridged to OpenTelemetry",
+                f"{bridged['median_us']:.1f} µs (torch's NullMetricHandler: "
+                f"{null['median_us']:.1f} µs), p99 {bridged['p99_us']:.1f} µs",
+                "<= torch console",
+                bridged["median_us"] <= torch_console["median_us"],
+            )
+        )
     for depth in ("depth_10", "depth_40"):
         row = events["construct_and_record_rdzv_event"][depth]
         speedup = row["torch"]["median_us"] / row["ours"]["median_us"]

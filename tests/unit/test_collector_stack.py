@@ -431,6 +431,7 @@ def test_mapped_span_size_fits_the_trace_budget() -> None:
 
 # --- Metrics ------------------------------------------------------------------------------
 
+
 def test_the_metric_list_is_the_packages() -> None:
     """METRICS below names exactly the metrics semconv declares (one vocabulary)."""
     from torchelastic_otel import semconv

@@ -53,6 +53,7 @@ def run_job(
     launcher: Sequence[str] | None = None,
     node_env: Callable[[int], Mapping[str, str]] | None = None,
     extra_args: Sequence[str] = (),
+    command: Sequence[str] | None = None,
 ) -> JobResult:
     """Start ``nnodes`` torchrun agents for one job and wait for all of them (bounded).
 
@@ -69,6 +70,8 @@ def run_job(
         launcher: the command that runs torchrun's arguments (default: ``torchrun``).
         node_env: more environment for the agent of each node, by node index.
         extra_args: more torchrun arguments.
+        command: what each worker runs (torchrun's arguments after its own),
+            instead of the demo's training script.
     """
     port = free_port()
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -83,12 +86,17 @@ def run_job(
             "--monitor-interval=0.2",
             f"--event-log-handler={event_log_handler}",
             *extra_args,
-            "-m",
-            "torchelastic_otel.demo.train",
-            f"--fail-once-ranks={','.join(map(str, fail_once_ranks))}",
-            f"--fail-times={fail_times}",
-            f"--marker-dir={tmp}",
-            f"--train-seconds={train_seconds}",
+            *(
+                command
+                or (
+                    "-m",
+                    "torchelastic_otel.demo.train",
+                    f"--fail-once-ranks={','.join(map(str, fail_once_ranks))}",
+                    f"--fail-times={fail_times}",
+                    f"--marker-dir={tmp}",
+                    f"--train-seconds={train_seconds}",
+                )
+            ),
         ]
         full_env = dict(os.environ if env is None else env)
         # One thread per worker: 4 workers share 2 cores here.

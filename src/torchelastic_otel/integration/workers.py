@@ -26,7 +26,7 @@ round is known to derive ids from). Only for agents exporting to ``otel``.
 """
 
 import os
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -59,7 +59,7 @@ def _setup_local_watchdog(
     return wrapped(*args, **kwargs)
 
 
-def add_worker_context(agent: Any, envs: dict[int, MutableMapping[str, str]]) -> None:
+def add_worker_context(agent: Any, envs: Mapping[int, MutableMapping[str, str]]) -> None:
     """Put each worker's ``TRACEPARENT`` and resource attributes into its environment."""
     from torchelastic_otel.otel import derived_ids
 

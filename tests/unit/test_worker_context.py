@@ -1,0 +1,127 @@
+"""What the torchrun integration gives workers and users: TRACEPARENT, resource
+attributes, a one-line error for a mistyped destination, the instrumentor's
+behaviour in a worker, and the endpoint's scheme."""
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from torchelastic_otel.integration import _shared, launcher, workers
+from torchelastic_otel.otel import derived_ids, settings
+
+
+def _agent(destination: str = "otel", round_: int | None = 3) -> Any:
+    state = SimpleNamespace(round=round_)
+    handler = SimpleNamespace(
+        _state_holder=SimpleNamespace(state=state), get_run_id=lambda: "job,7"
+    )
+    group = SimpleNamespace(
+        spec=SimpleNamespace(event_log_handler=destination, rdzv_handler=handler, max_restarts=3),
+        group_rank=1,
+        workers=[
+            SimpleNamespace(local_rank=0, global_rank=2),
+            SimpleNamespace(local_rank=1, global_rank=3),
+        ],
+    )
+    return SimpleNamespace(_worker_group=group, _remaining_restarts=1)
+
+
+def test_each_worker_gets_its_span_as_traceparent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=ml,torchelastic.round=99")
+    envs: dict[int, dict[str, str]] = {0: {"RANK": "2"}, 1: {"RANK": "3"}}
+    workers.add_worker_context(_agent(), envs)
+    for local, global_rank in ((0, 2), (1, 3)):
+        trace_id = derived_ids.cycle_trace_id("job,7", 3)
+        span_id = derived_ids.worker_span_id("job,7", 3, global_rank)
+        assert envs[local]["TRACEPARENT"] == f"00-{trace_id:032x}-{span_id:016x}-01"
+        attributes = dict(
+            kv.split("=", 1) for kv in envs[local]["OTEL_RESOURCE_ATTRIBUTES"].split(",")
+        )
+        assert attributes == {
+            "team": "ml",
+            "torchelastic.round": "99",  # the user's value stays
+            "torchelastic.run_id": "job%2C7",
+            "torchelastic.node_rank": "1",
+            "torchelastic.local_rank": str(local),
+            "torchelastic.global_rank": str(global_rank),
+            "torchelastic.restart_count": "2",
+        }
+
+
+def test_the_traceparent_parses_with_the_sdks_propagator() -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    envs: dict[int, dict[str, str]] = {0: {}}
+    workers.add_worker_context(_agent(), envs)
+    context = TraceContextTextMapPropagator().extract({"traceparent": envs[0]["TRACEPARENT"]})
+    parent = trace.get_current_span(context).get_span_context()
+    assert parent.trace_id == derived_ids.cycle_trace_id("job,7", 3)
+    assert parent.span_id == derived_ids.worker_span_id("job,7", 3, 2)
+    assert parent.trace_flags.sampled
+
+
+@pytest.mark.parametrize(("destination", "round_"), [("null", 3), ("otel", None)])
+def test_no_context_when_not_exporting_or_no_round(destination: str, round_: int | None) -> None:
+    envs: dict[int, dict[str, str]] = {0: {}}
+    workers.add_worker_context(_agent(destination, round_), envs)
+    assert envs == {0: {}}
+    assert "null" not in _shared.capture_for
+
+
+def test_a_mistyped_destination_is_one_line() -> None:
+    pytest.importorskip("torch.distributed.elastic.events")
+    line = launcher._unknown("otle")
+    assert line.startswith("torchrun: error: --event_log_handler 'otle' is not a known")
+    assert "console, dynamic_rendezvous, null" in line
+    assert "\n" not in line
+    assert launcher._unknown("console") == ""
+
+
+def test_the_instrumentor_does_nothing_in_a_worker() -> None:
+    """A worker under opentelemetry-instrument: no torch import, no patch, no pipeline."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from torchelastic_otel.integration.instrumentor import TorchElasticInstrumentor
+        TorchElasticInstrumentor()._instrument()
+        from torchelastic_otel.otel import _pipeline
+        print("TORCH", "torch" in sys.modules, "PIPELINE", _pipeline._current is not None)
+        """
+    )
+    env = {**os.environ, "TORCHELASTIC_RUN_ID": "r", "TORCHELASTIC_RESTART_COUNT": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["TORCH", "False", "PIPELINE", "False"]
+
+
+def test_an_endpoint_without_a_scheme_gets_a_hint(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"):
+        s = settings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"})
+    assert s.endpoint == "http://collector:4317"
+    assert "has no scheme: using http://collector:4317" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"):
+        assert settings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317"}).endpoint is None
+    assert caplog.text == ""
+
+
+def test_a_records_host_and_its_resources_agree() -> None:
+    from torchelastic_otel import events
+    from torchelastic_otel.otel import _resource
+
+    resource = _resource.create(settings.Settings())
+    assert resource.attributes["host.name"] == events._hostname()
