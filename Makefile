@@ -60,7 +60,7 @@ compat-venvs:
 	@for v in $(COMPAT_TORCH); do tools/compat.sh venv $$v || exit 1; done
 
 # The e2e torchrun tests (and, on the newest, the differential suite) on each.
-compat: compat-venvs
+compat: compat-venvs collector
 	@for v in $(COMPAT_TORCH); do tools/compat.sh test $$v || exit 1; done
 
 bench: $(STAMP)
@@ -68,9 +68,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_record.py --json benchmarks/results-record.json
 	$(PY) benchmarks/bench_pipeline.py --json benchmarks/results-pipeline.json
 	$(PY) benchmarks/bench_job.py --json benchmarks/results-job.json
+	$(PY) benchmarks/bench_scale.py --nodes 16 256 1024 --workers 8 --restarts 3 \
+		--json benchmarks/results-scale.json
 	$(PY) benchmarks/report.py benchmarks/results-events.json \
 		benchmarks/results-record.json benchmarks/results-pipeline.json \
-		--json benchmarks/results.json
+		--scale benchmarks/results-scale.json --json benchmarks/results.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -38,7 +38,8 @@ test)
     tests=(tests/e2e/test_torchrun.py tests/e2e/test_torchrun_users.py)
     [ "$version" = "$newest" ] && tests+=(tests/differential)
     echo "compat: torch $version: ${tests[*]}"
-    "$venv/bin/python" -m pytest -p no:cacheprovider -q "${tests[@]}"
+    TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic \
+        "$venv/bin/python" -m pytest -p no:cacheprovider -q "${tests[@]}"
     ;;
 *)
     echo "usage: tools/compat.sh venv|test VERSION" >&2

@@ -1,4 +1,4 @@
-"""Real multi-node torchrun jobs on 127.0.0.1, exporting through rotel to a receiver.
+"""Real multi-node torchrun jobs on 127.0.0.1, exporting through the real collector.
 
 Each job is two torchrun agents (``--nnodes 2``, c10d rendezvous), two workers
 each, running ``torchelastic_otel.demo.train``. Every job is bounded in time.
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from torchelastic_otel.demo.collector import Rotel, free_port, run_rotel
+from tests.support.collector import RealCollector, real_collector
+from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import JobResult, run_job
 from torchelastic_otel.otel import derived_ids
-from torchelastic_otel.receiver import OtlpHttpReceiver
 
 pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
 
@@ -24,12 +24,10 @@ THREE_KEYS = ("run_id", "rank", "node_state")
 
 
 @pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OtlpHttpReceiver, Rotel]]:
-    with (
-        OtlpHttpReceiver() as receiver,
-        run_rotel(receiver.endpoint, Path(tmp_path_factory.mktemp("rotel"))) as rotel,
-    ):
-        yield receiver, rotel
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
+    """The real collector with our config, in front of local backends."""
+    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
+        yield running
 
 
 def _env(endpoint: str, **extra: str) -> dict[str, str]:
@@ -40,7 +38,7 @@ def _env(endpoint: str, **extra: str) -> dict[str, str]:
 
 
 def _job_data(
-    receiver: OtlpHttpReceiver, run_id: str, timeout_s: float = 20.0
+    receiver: RealCollector, run_id: str, timeout_s: float = 20.0
 ) -> tuple[list[Any], list[Any]]:
     """The job's records and spans, once the job span (exported last by rank 0) arrived."""
     deadline = time.monotonic() + timeout_s
@@ -71,13 +69,12 @@ def _traces(spans: list[Any]) -> dict[str, list[Any]]:
 
 
 def test_two_node_job_is_a_run_trace_and_a_cycle_trace(
-    collector: tuple[OtlpHttpReceiver, Rotel],
+    collector: RealCollector,
 ) -> None:
-    receiver, rotel = collector
     run_id = f"e2e-ok-{uuid.uuid4().hex[:8]}"
-    job = run_job(run_id, env=_env(rotel.grpc_endpoint), train_seconds=1.0, timeout_s=180)
+    job = run_job(run_id, env=_env(collector.grpc_endpoint), train_seconds=1.0, timeout_s=180)
     _check_ok(job)
-    logs, spans = _job_data(receiver, run_id)
+    logs, spans = _job_data(collector, run_id)
     agents = {s["resource"]["process.pid"] for s in spans}
     assert len(agents) == 2
 
@@ -123,20 +120,19 @@ def test_two_node_job_is_a_run_trace_and_a_cycle_trace(
 
 
 def test_failure_and_restart_are_two_linked_cycles(
-    collector: tuple[OtlpHttpReceiver, Rotel],
+    collector: RealCollector,
 ) -> None:
-    receiver, rotel = collector
     run_id = f"e2e-restart-{uuid.uuid4().hex[:8]}"
     job = run_job(
         run_id,
-        env=_env(rotel.grpc_endpoint),
+        env=_env(collector.grpc_endpoint),
         fail_once_ranks=[3],
         max_restarts=1,
         train_seconds=3.0,
         timeout_s=180,
     )
     _check_ok(job)
-    logs, spans = _job_data(receiver, run_id)
+    logs, spans = _job_data(collector, run_id)
 
     # the failure, with its state and error
     failed = [
@@ -185,7 +181,7 @@ def test_failure_and_restart_are_two_linked_cycles(
 
 
 def test_collector_down_same_exit_code_bounded_wall(
-    collector: tuple[OtlpHttpReceiver, Rotel],
+    collector: RealCollector,
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     bound_s = 1.0
@@ -217,11 +213,10 @@ def test_collector_down_same_exit_code_bounded_wall(
         assert out.count("lost so far") <= 2, out[-3000:]
 
 
-def test_misconfigured_protocol_one_warning(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
-    _, rotel = collector
+def test_misconfigured_protocol_one_warning(collector: RealCollector) -> None:
     job = run_job(
         f"e2e-badproto-{uuid.uuid4().hex[:6]}",
-        env=_env(rotel.grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="smoke-signals"),
+        env=_env(collector.grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="smoke-signals"),
         train_seconds=0.5,
         timeout_s=180,
     )
@@ -230,16 +225,15 @@ def test_misconfigured_protocol_one_warning(collector: tuple[OtlpHttpReceiver, R
         assert out.count("OTEL_EXPORTER_OTLP_PROTOCOL='smoke-signals' is not supported") == 1
 
 
-def test_opentelemetry_instrument_torchrun(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
+def test_opentelemetry_instrument_torchrun(collector: RealCollector) -> None:
     """``opentelemetry-instrument torchrun ...`` with no --event_log_handler flag."""
     import subprocess
     import sys
 
-    receiver, rotel = collector
     run_id = f"e2e-instrument-{uuid.uuid4().hex[:8]}"
     bindir = Path(sys.executable).parent
     env = _env(
-        rotel.grpc_endpoint,
+        collector.grpc_endpoint,
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_LOGS_EXPORTER="otlp",
         OTEL_METRICS_EXPORTER="none",
@@ -267,7 +261,7 @@ def test_opentelemetry_instrument_torchrun(collector: tuple[OtlpHttpReceiver, Ro
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    logs, spans = _job_data(receiver, run_id)
+    logs, spans = _job_data(collector, run_id)
     # The agent's events (torch's default `null` destination, redirected) and the
     # rendezvous' (on under the instrumentor), through the providers it configured.
     kinds = {r["attributes"]["torchelastic.event.kind"] for r in logs}

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from torchelastic_otel.demo.collector import Rotel, free_port, run_rotel
+from tests.support.collector import RealCollector, real_collector
+from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import run_job, torchrun_command
 from torchelastic_otel.otel import derived_ids
-from torchelastic_otel.receiver import OtlpHttpReceiver
 
 pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
 
@@ -25,12 +25,10 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OtlpHttpReceiver, Rotel]]:
-    with (
-        OtlpHttpReceiver() as receiver,
-        run_rotel(receiver.endpoint, Path(tmp_path_factory.mktemp("rotel"))) as rotel,
-    ):
-        yield receiver, rotel
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
+    """The real collector with our config, in front of local backends."""
+    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
+        yield running
 
 
 def _env(endpoint: str, **extra: str) -> dict[str, str]:
@@ -41,7 +39,7 @@ def _env(endpoint: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def _wait_spans(receiver: OtlpHttpReceiver, run_id: str, name: str, n: int) -> list[Any]:
+def _wait_spans(receiver: RealCollector, run_id: str, name: str, n: int) -> list[Any]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         spans = [s for s in receiver.received.spans if _run_of(s) == run_id]
@@ -57,19 +55,18 @@ def _run_of(span: Any) -> Any:
 
 
 def test_a_worker_with_the_plain_sdk_joins_the_jobs_trace(
-    collector: tuple[OtlpHttpReceiver, Rotel],
+    collector: RealCollector,
 ) -> None:
-    receiver, rotel = collector
     run_id = f"e2e-ctx-{uuid.uuid4().hex[:8]}"
     job = run_job(
         run_id,
-        env=_env(rotel.grpc_endpoint, OTEL_RESOURCE_ATTRIBUTES="team=trainers"),
+        env=_env(collector.grpc_endpoint, OTEL_RESOURCE_ATTRIBUTES="team=trainers"),
         max_restarts=0,
         timeout_s=180,
         command=[str(WORKERS / "otel_span.py")],
     )
     assert job.returncodes == [0, 0], "\n".join(o[-3000:] for o in job.outputs)
-    spans = _wait_spans(receiver, run_id, "train.step", 4)
+    spans = _wait_spans(collector, run_id, "train.step", 4)
     steps = [s for s in spans if s["name"] == "train.step"]
     assert len(steps) == 4
     cycle_trace = f"{derived_ids.cycle_trace_id(run_id, 0):032x}"
@@ -136,20 +133,19 @@ def _instrumented_job(env: dict[str, str], run_id: str, **kwargs: Any) -> Any:
 
 
 def test_opentelemetry_instrument_with_distro_gives_each_node_its_identity(
-    collector: tuple[OtlpHttpReceiver, Rotel],
+    collector: RealCollector,
 ) -> None:
     pytest.importorskip("opentelemetry.distro", reason="opentelemetry-distro is not installed")
-    receiver, rotel = collector
     run_id = f"e2e-instr-{uuid.uuid4().hex[:8]}"
-    env = _env(rotel.grpc_endpoint, OTEL_TRACES_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp")
+    env = _env(collector.grpc_endpoint, OTEL_TRACES_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp")
     job = _instrumented_job(env, run_id, command=[str(WORKERS / "probe.py")])
     assert job.returncodes == [0, 0], "\n".join(o[-3000:] for o in job.outputs)
     # Nothing torch-related ran in the workers before their first line.
     for output in job.outputs:
         assert output.count("TORCH_PRELOADED=False") == 2, output[-2000:]  # 2 workers
         assert "TORCH_PRELOADED=True" not in output
-    spans = _wait_spans(receiver, run_id, "torchelastic.job", 1)
-    logs = [r for r in receiver.received.logs if r["attributes"].get("run_id") == run_id]
+    spans = _wait_spans(collector, run_id, "torchelastic.job", 1)
+    logs = [r for r in collector.received.logs if r["attributes"].get("run_id") == run_id]
     resources = {(r["resource"]["host.name"], r["resource"]["process.pid"]) for r in logs}
     assert len(resources) == 2  # two nodes, told apart
     assert {r["resource"]["service.name"] for r in logs} == {"torchelastic"}

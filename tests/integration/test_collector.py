@@ -1,7 +1,8 @@
-"""Through a real collector: our exporter → rotel (gRPC or HTTP) → a receiver here.
+"""Through the real collector: our exporter → otelcol (gRPC or HTTP) → backends here.
 
-The receiver decodes the OTLP protobuf requests rotel forwards, so these tests see
-exactly what a backend such as Jaeger, Tempo or Loki would see.
+The collector runs ``otel-collector/config.yaml``; local receivers stand in for
+Tempo, Loki and Prometheus and decode the OTLP requests it forwards, so these
+tests see exactly what those backends would see (tests/support/collector.py).
 """
 
 import time
@@ -11,14 +12,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.collector import RealCollector, real_collector
 from tests.support.docs import undocumented
 from tests.support.memory import record_otel
-from tests.support.otlp import OtlpHttpReceiver, Received, Rotel, run_rotel
 from tests.unit.test_mapping import TRACEBACK, agent_event, rdzv_event
 from torchelastic_otel import otel
 from torchelastic_otel.events import NodeState
 from torchelastic_otel.otel import derived_ids
 from torchelastic_otel.otel.settings import Settings
+from torchelastic_otel.otlp_data import Received
 
 JOINED = (
     "The node 'n1' has joined round 2 of the rendezvous 'job-7' as rank 0 in a world of size 2."
@@ -26,10 +28,9 @@ JOINED = (
 
 
 @pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OtlpHttpReceiver, Rotel]]:
-    log_dir = tmp_path_factory.mktemp("rotel")
-    with OtlpHttpReceiver() as receiver, run_rotel(receiver.endpoint, Path(log_dir)) as rotel:
-        yield receiver, rotel
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
+    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
+        yield running
 
 
 def _send_job(
@@ -78,16 +79,13 @@ def _only_run(received: Received, run_id: str, start_ns: int) -> tuple[list[Any]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_job_arrives_through_rotel(
-    collector: tuple[OtlpHttpReceiver, Rotel], protocol: str
-) -> None:
-    receiver, rotel = collector
-    endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
-    n_logs, n_spans = len(receiver.received.logs), len(receiver.received.spans)
+def test_job_arrives_through_the_collector(collector: RealCollector, protocol: str) -> None:
+    endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
+    n_logs, n_spans = len(collector.received.logs), len(collector.received.spans)
     before, after = _send_job(endpoint, protocol)
-    received = receiver.wait_for(n_logs + 6, n_spans + 5, timeout_s=20)
+    received = collector.wait_for(n_logs + 6, n_spans + 5, timeout_s=20)
     logs, spans = _only_run(received, "job-7", before)
-    assert len(logs) == 6, rotel.log_path.read_text()[-2000:]
+    assert len(logs) == 6, collector.log()[-2000:]
     assert len(spans) == 5
 
     run_trace = f"{derived_ids.run_trace_id('job-7'):032x}"
@@ -158,9 +156,8 @@ def test_job_arrives_through_rotel(
     assert undocumented(keys) == []
 
 
-def test_headers_reach_the_collector(collector: tuple[OtlpHttpReceiver, Rotel]) -> None:
-    """Headers configured for export are sent (rotel accepts them; it does not forward them)."""
-    receiver, rotel = collector
-    n = len(receiver.received.logs)
-    _send_job(rotel.http_endpoint, "http/protobuf", headers={"x-tenant": "ml"})
-    assert len(receiver.wait_for(n + 6, timeout_s=20).logs) >= n + 6
+def test_headers_reach_the_collector(collector: RealCollector) -> None:
+    """Headers configured for export are sent and accepted (the collector does not forward them)."""
+    n = len(collector.received.logs)
+    _send_job(collector.http_endpoint, "http/protobuf", headers={"x-tenant": "ml"})
+    assert len(collector.wait_for(n + 6, timeout_s=20).logs) >= n + 6
