@@ -217,6 +217,10 @@ RDZV_JOINED_PATTERN: Final = r"\bhas joined round (\d+)\b"
 """The message of a node that joined round N (the group: N)."""
 RDZV_CLOSED: Final = "has closed the rendezvous"
 """In the message of a node that closed the rendezvous (the job ended)."""
+RDZV_SHUTDOWN: Final = "DynamicRendezvousHandler.shutdown"
+"""The end of the name of the event of a node that could not leave the rendezvous at
+exit: torch logs it as a warning, and with c10d it follows most successful jobs on
+every node but the store's host, which left first."""
 
 
 def describe_exit(code: int) -> tuple[str, str | None]:

@@ -135,6 +135,20 @@ def test_rdzv_record_fields(mem: Memory) -> None:
     assert not any(k.startswith("exception.") for k in r.attributes)
 
 
+def test_rdzv_shutdown_failure_is_a_warning(mem: Memory) -> None:
+    """Torch logs it as a warning; with c10d it ends most successful jobs on every node
+    but the store's host."""
+    event = rdzv_event(
+        NodeState.FAILED,
+        name="dynamic_rendezvous.py:DynamicRendezvousHandler.shutdown",
+        message="The node 'n1' has failed to shutdown the rendezvous 'job-7' due to an "
+        "error of type RendezvousConnectionError.",
+    )
+    r = records_of(mem, event).log_record
+    assert (r.severity_number.value, r.severity_text) == (13, "WARN")
+    assert r.attributes["node_state"] == "FAILED"  # torch's state, kept
+
+
 def test_rdzv_failed_record(mem: Memory) -> None:
     r = records_of(mem, rdzv_event(NodeState.FAILED, error_trace=TRACEBACK)).log_record
     assert (r.severity_number.value, r.severity_text) == (17, "ERROR")

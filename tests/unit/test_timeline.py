@@ -196,6 +196,32 @@ def test_partial_data_is_noted(received: Received) -> None:
     assert _page_data(render_html([job]))
 
 
+def test_leaving_the_rendezvous_at_exit_is_a_note_not_a_failure(received: Received) -> None:
+    """c10d's store host leaves first; the others' failed shutdown is not the job's failure."""
+    (before,) = build_timelines(received)
+    last = max(received.logs, key=lambda r: r["time_unix_nano"])
+    at_exit = []
+    for i, log in enumerate(received.logs[:2]):
+        record = json.loads(json.dumps(log))
+        record["time_unix_nano"] = last["time_unix_nano"] + 1_000_000 * (i + 1)
+        record["event_name"] = "dynamic_rendezvous.py:DynamicRendezvousHandler.shutdown"
+        record["body"] = "The node 'x' has failed to shutdown the rendezvous 'r' ..."
+        record["attributes"].update(
+            {
+                sc.NODE_STATE: sc.STATE_FAILED,
+                sc.EVENT_KIND: sc.KIND_RENDEZVOUS,
+                sc.EXCEPTION_TYPE: "torch.distributed.elastic.rendezvous.api."
+                "RendezvousConnectionError",
+            }
+        )
+        at_exit.append(record)
+    (job,) = build_timelines(Received(logs=[*received.logs, *at_exit], spans=received.spans))
+    assert len(job.failures) == len(before.failures)
+    assert "2 nodes could not leave the rendezvous at exit (2 RendezvousConnectionError)" in (
+        " | ".join(job.notes)
+    )
+
+
 def test_records_only_still_give_nodes_cycles_workers(received: Received) -> None:
     (job,) = build_timelines(Received(logs=received.logs, spans=[]))
     assert len(job.nodes) == 2

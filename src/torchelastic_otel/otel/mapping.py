@@ -37,6 +37,7 @@ from torchelastic_otel.semconv import (
     PREFIX,
     PROCESS_PID,
     RANK,
+    RDZV_SHUTDOWN,
     RENDEZVOUS_FAILURE,
     RUN_ID,
     SEVERITY_ERROR,
@@ -184,11 +185,14 @@ def _map_rdzv(event: RdzvEvent) -> MappedEvent:
         exc = {EXCEPTION_TYPE: RENDEZVOUS_FAILURE}
         _put_str(exc, EXCEPTION_MESSAGE, event.message)
     attrs.update(exc)
+    severity = SEVERITY_ERROR if state == STATE_FAILED else SEVERITY_INFO
+    if severity == SEVERITY_ERROR and str(event.name).endswith(RDZV_SHUTDOWN):
+        severity = SEVERITY_WARN  # torch's own level for it: the job is over by then
     return MappedEvent(
         kind=KIND_RENDEZVOUS,
         event_name=_text(event.name),
         body=_text(event.message),
-        severity=SEVERITY_ERROR if state == STATE_FAILED else SEVERITY_INFO,
+        severity=severity,
         attributes=attrs,
         timestamp_ns=None,
         exception=exc,
