@@ -140,6 +140,8 @@ def test_torch_metrics_are_bridged_by_group_and_name(metrics: MemoryMetricExport
     # OpenTelemetry instrument names are case-insensitive; the SDK writes them lower-case.
     rendezvous = points["torchelastic.simpleelasticagent._rendezvous.duration"][0]
     assert (rendezvous.count, rendezvous.sum) == (2, 200)
+    # Six bounds, not the SDK's fifteen: a bucket is a Prometheus series per node.
+    assert list(rendezvous.explicit_bounds) == [10, 100, 1000, 10000, 60000, 600000]
     assert metrics.units()["torchelastic.simpleelasticagent._rendezvous.duration"] == "ms"
     assert points["torchelastic.simpleelasticagent._rendezvous.success"][0].value == 1
 

@@ -135,6 +135,29 @@ def test_restart_capture(destination: str, state: str, remaining: int, recorded:
         fake._record_worker_events.assert_called_once_with(result)
 
 
+@pytest.mark.parametrize(("value", "bridged"), [(None, True), ("false", False), ("0", False)])
+def test_torch_metrics_bridge_follows_its_switch(
+    installed: None, mem: Memory, monkeypatch: pytest.MonkeyPatch, value: str | None, bridged: bool
+) -> None:
+    from torch.distributed.elastic.events import Event, EventSource
+
+    from torchelastic_otel.integration import metrics
+
+    if value is None:
+        monkeypatch.delenv("TORCHELASTIC_OTEL_TORCH_METRICS", raising=False)
+    else:
+        monkeypatch.setenv("TORCHELASTIC_OTEL_TORCH_METRICS", value)
+    bridge = MagicMock()
+    monkeypatch.setattr(metrics, "bridge", bridge)
+    fake = _fake_agent("otel", 1)
+    fake._construct_event = lambda state, source: Event(
+        "x", EventSource.AGENT, metadata={"run_id": "r", "state": state}
+    )
+    agent.record_rendezvous_start(fake, fake._worker_group)
+    assert bridge.called is bridged
+    assert mem.log_records()  # the rendezvous start is recorded either way
+
+
 def test_get_method_name_matches_torch() -> None:
     from torch.distributed.elastic.rendezvous import dynamic_rendezvous
 

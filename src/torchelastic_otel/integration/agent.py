@@ -143,7 +143,8 @@ def record_rendezvous_start(agent: Any, worker_group: Any) -> None:
     spec = worker_group.spec
     if spec.event_log_handler not in capture_for:
         return
-    metrics.bridge()
+    if metrics.requested():
+        metrics.bridge()
     event = agent._construct_event(state=semconv.STATE_RENDEZVOUS_START, source=EventSource.AGENT)
     event.name = semconv.RENDEZVOUS_START_EVENT
     record(event, spec.event_log_handler)

@@ -8,19 +8,28 @@ configured. :func:`bridge` makes :class:`OtelMetricHandler` the default handler 
 handler the user configured before keeps getting every value too): each data point
 is queued for the export worker, which records it (see
 :mod:`torchelastic_otel.otel._metrics`). The agent calls it when it starts its first
-rendezvous with the ``otel`` destination, so only agents that export bridge.
+rendezvous with the ``otel`` destination, so only agents that export bridge, unless
+``TORCHELASTIC_OTEL_TORCH_METRICS`` is ``false`` (:func:`requested`).
 
 Needs (gate): ``torch.distributed.elastic.metrics.api`` with ``MetricHandler`` and
 ``_default_metrics_handler``.
 """
 
+import os
 import time
 from typing import Any
 
 from torchelastic_otel.integration import _features
+from torchelastic_otel.otel import environment_variables as ev
 
 WHAT = "torch's elastic metrics"
 _bridged = False
+
+
+def requested() -> bool:
+    """``TORCHELASTIC_OTEL_TORCH_METRICS`` is not ``0``/``false``/``no`` (default on)."""
+    value = os.environ.get(ev.TORCHELASTIC_OTEL_TORCH_METRICS, "")
+    return value.strip().lower() not in ("0", "false", "no")
 
 
 def bridge() -> None:

@@ -25,6 +25,10 @@ from torchelastic_otel import semconv as sc
 from torchelastic_otel.otel.mapping import AttrValue
 from torchelastic_otel.otel.spans import Fact
 
+# torch's own step durations (ms). Fewer buckets than the SDK's default 15: each
+# bucket is a Prometheus series per node, and torch reports about ten such steps.
+_TORCH_MS_BUCKETS = (10.0, 100.0, 1000.0, 10000.0, 60000.0, 600000.0)
+
 # Seconds: rendezvous of 10 ms to 30 min, worker start-up likewise.
 _SECONDS_BUCKETS = (
     0.01,
@@ -185,14 +189,19 @@ class MetricsRecorder:
         instrument = self._torch.get(name)
         if instrument is None:
             meter = self._torch_meter
-            make = {
-                "histogram": meter.create_histogram,
-                "gauge": meter.create_gauge,
-                "counter": meter.create_counter,
-            }[kind]
-            instrument = self._torch[name] = make(
-                name, unit=unit, description=f"torch.distributed.elastic.metrics {name}"
-            )
+            description = f"torch.distributed.elastic.metrics {name}"
+            if kind == "histogram":
+                instrument = meter.create_histogram(
+                    name,
+                    unit=unit,
+                    description=description,
+                    explicit_bucket_boundaries_advisory=_TORCH_MS_BUCKETS,
+                )
+            elif kind == "gauge":
+                instrument = meter.create_gauge(name, unit=unit, description=description)
+            else:
+                instrument = meter.create_counter(name, unit=unit, description=description)
+            self._torch[name] = instrument
         if kind == "histogram":
             instrument.record(point.value)
         elif kind == "gauge":

@@ -118,6 +118,13 @@ TORCHELASTIC_OTEL_CHATTER_SUMMARY_S = "TORCHELASTIC_OTEL_CHATTER_SUMMARY_S"
 (default 300: 12 records per node per hour instead of ~2,000); each summary counts
 the events it stands for. ``0`` records every such event on its own."""
 
+TORCHELASTIC_OTEL_TORCH_METRICS = "TORCHELASTIC_OTEL_TORCH_METRICS"
+"""``true`` (default): under torchrun, torch's own elastic metrics
+(``torch.distributed.elastic.metrics``: ``workers.<role>.run_*``, each agent step's
+``.success`` and ``.duration.ms``) are exported with the package's, about 25 more
+metrics and 90 more Prometheus series per node (docs/operations.md); ``false``
+leaves torch's metric handler as it is."""
+
 TORCHELASTIC_OTEL_RDZV_EVENTS = "TORCHELASTIC_OTEL_RDZV_EVENTS"
 """``1`` (or ``true``): under torchrun, also export the dynamic rendezvous' own events
 (torch's ``dynamic_rendezvous`` destination), so rendezvous rounds become spans.
