@@ -7,6 +7,11 @@ so these tests check the collector config and the backends' ends of the stack:
   ``otel-collector/builder-config.yaml`` with local receivers standing in for
   Jaeger, Tempo, Loki and Prometheus: every signal reaches every exporter of its
   pipeline, with the resource the config adds and no tenant header for Loki.
+- ``test_torchrun_job_reads_back_from_jaeger_and_prometheus`` (``make
+  stack-test``, needs torch): a real 2-node torchrun job with a failure and a
+  restart, through the collector into real Jaeger and Prometheus 3: every node's
+  spans of the run trace and of each cycle's trace read back from Jaeger's query
+  API, the restarts, failures and rendezvous rounds from PromQL.
 - ``test_jaeger_and_prometheus_read_back`` (``make stack-test``): the same config
   in front of real Jaeger v2 and Prometheus 3 (built from Go modules): the trace
   reads back through Jaeger's query API and the metrics through PromQL, under the
@@ -22,6 +27,7 @@ elsewhere (tests/support/stack.py).
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry._logs import SeverityNumber
@@ -222,6 +228,82 @@ def test_jaeger_and_prometheus_read_back(receivers: Receivers, tmp_path: Path) -
             rules = prometheus_rules(prometheus.port)
             assert len(rules) == 6
             assert {r["health"] for r in rules} == {"ok"}
+
+
+def test_torchrun_job_reads_back_from_jaeger_and_prometheus(
+    receivers: Receivers, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch.distributed.run", reason="torch is not installed")
+    require_binary("otelcol-torchelastic")
+    require_binary("jaeger")
+    require_binary("prometheus")
+    import os
+    import uuid
+
+    from torchelastic_otel.demo.job import run_job
+    from torchelastic_otel.otel import derived_ids
+
+    (tmp_path / "prometheus").mkdir()
+    run_id = f"stack-{uuid.uuid4().hex[:8]}"
+    with run_jaeger(tmp_path) as jaeger, run_prometheus(tmp_path / "prometheus") as prometheus:
+        env = {
+            **receivers.env(),
+            "JAEGER_OTLP_ENDPOINT": jaeger.otlp_grpc_endpoint,
+            "PROMETHEUS_OTLP_ENDPOINT": prometheus.otlp_metrics_endpoint,
+        }
+        with run_otelcol(CONFIG, env, tmp_path) as collector:
+            agents = {
+                k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCHELASTIC_"))
+            }
+            agents.update(
+                OTEL_EXPORTER_OTLP_ENDPOINT=collector.grpc_endpoint,
+                TORCHELASTIC_OTEL_RDZV_EVENTS="1",
+            )
+            job = run_job(run_id, env=agents, fail_once_ranks=[3], max_restarts=1, timeout_s=240)
+            assert job.returncodes == [0, 0], "\n".join(o[-2000:] for o in job.outputs)
+
+            def trace(trace_id: int, n: int) -> list[dict[str, Any]]:
+                hex_id = f"{trace_id:032x}"
+                return poll(
+                    lambda: spans if len(spans := jaeger.trace(hex_id)) >= n else [],
+                    timeout_s=30,
+                    interval_s=0.5,
+                )
+
+            # The run: the job span and both nodes' spans, from two processes.
+            run = trace(derived_ids.run_trace_id(run_id), 3)
+            names = sorted(s["operationName"].split(" ")[0] for s in run)
+            assert names.count("torchelastic.node") == 2, names
+            assert names.count("torchelastic.job") == 1
+            # Each cycle: its root, both nodes' parts, all four workers.
+            for round_ in (0, 1):
+                cycle = trace(derived_ids.cycle_trace_id(run_id, round_), 7)
+                assert sorted(
+                    s["operationName"] for s in cycle if "worker" in s["operationName"]
+                ) == [f"torchelastic.worker {r}" for r in range(4)], collector.log()[-2000:]
+                parts = [
+                    s for s in cycle if s["operationName"].startswith("torchelastic.cycle.node")
+                ]
+                assert len(parts) == 2
+
+            selector = f'{{run_id="{run_id}"}}'
+            restarts = poll(
+                lambda: prometheus.query(f"sum(torchelastic_agent_restarts_total{selector})"),
+                timeout_s=30,
+                interval_s=0.5,
+            )
+            assert float(restarts[0]["value"][1]) == 2  # one group restart, on both nodes
+            rounds = prometheus.query(
+                f"sum(torchelastic_rendezvous_duration_seconds_count{selector})"
+            )
+            assert float(rounds[0]["value"][1]) == 4  # 2 rounds x 2 nodes
+            failures = prometheus.query(
+                f"sum by (error_type) (torchelastic_worker_failures_total{selector})"
+            )
+            by_type = {r["metric"]["error_type"]: float(r["value"][1]) for r in failures}
+            assert by_type.get("RuntimeError") == 1, by_type
+            # torch's own elastic metrics, bridged.
+            assert prometheus.query("torchelastic_workers_default_run_total")
 
 
 def prometheus_rules(port: int) -> list[dict[str, object]]:
