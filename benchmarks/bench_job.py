@@ -1,9 +1,10 @@
-"""Wall time of a real 2-node torchrun job: ``--event_log_handler otel`` against ``null``.
+"""Wall time of a real torchrun job: ``--event_log_handler otel`` against ``null``.
 
-Runs the demo's job (2 agents on 127.0.0.1, 2 workers each, 2 s of "training",
-no failure) ``--rounds`` times per handler, alternating, in one run; ``otel``
-exports through a real collector (rotel) with the rendezvous' events on.
-Prints the medians and their difference.
+Runs the demo's job (``--nnodes`` agents on 127.0.0.1, default 2, of
+``--nproc-per-node`` workers, default 2; 2 s of "training", no failure)
+``--rounds`` times per handler, alternating, in one run; ``otel`` exports through
+a real collector (rotel) with the rendezvous' events on. Prints the medians and
+their difference.
 """
 
 import argparse
@@ -19,6 +20,8 @@ from pathlib import Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nnodes", type=int, default=2)
+    parser.add_argument("--nproc-per-node", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
@@ -38,6 +41,8 @@ def main() -> int:
                 job = run_job(
                     f"bench-{handler}-{uuid.uuid4().hex[:6]}",
                     event_log_handler=handler,
+                    nnodes=args.nnodes,
+                    nproc_per_node=args.nproc_per_node,
                     env=env,
                     train_seconds=2.0,
                     timeout_s=240,
@@ -49,10 +54,14 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in walls.items()}
     for handler, values in walls.items():
         runs = ", ".join(f"{w:.2f}" for w in values)
-        print(f"2-node job, --event_log_handler {handler:<4}: median {med[handler]:.2f} s ({runs})")
+        print(
+            f"{args.nnodes}-node job x {args.nproc_per_node} workers, --event_log_handler "
+            f"{handler:<4}: median {med[handler]:.2f} s ({runs})"
+        )
     print(f"otel - null: {med['otel'] - med['null']:+.2f} s ({med['otel'] / med['null']:.2f}x)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"walls": walls, "median": med}, indent=2))
+        shape = {"nnodes": args.nnodes, "nproc_per_node": args.nproc_per_node}
+        Path(args.json).write_text(json.dumps({**shape, "walls": walls, "median": med}, indent=2))
     return 0
 
 

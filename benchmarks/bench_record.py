@@ -66,8 +66,10 @@ _SCENARIO = textwrap.dedent(
         extra = {}
         if destination == "bridged":
             from torchelastic_otel import otel
+            t0 = time.monotonic()
             otel.shutdown()
-            extra = {"drops": otel.drop_counts(), "exported": otel.exported_counts()}
+            extra = {"drops": otel.drop_counts(), "exported": otel.exported_counts(),
+                     "shutdown_s": time.monotonic() - t0}
         print(json.dumps({"ns": out, **extra}))
         sys.exit(0)
     if which in ("torch", "sdk"):

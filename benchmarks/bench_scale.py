@@ -18,7 +18,10 @@ Reports, per run:
   and of the run trace;
 * log records and bytes per node per hour in steady state, and per restart cycle;
 * ``torchelastic-otel timeline`` on what arrived (OTLP JSON): its time, terminal
-  lines and HTML size.
+  lines and HTML size;
+* with ``--collector otelcol``: the collector we ship (``make collector``) in place
+  of rotel, with the processors of ``otel-collector/config.yaml``, and the CPU time
+  and peak memory it spent on the whole replay (gateway sizing).
 
 Usage::
 
@@ -39,7 +42,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +210,7 @@ class RawReceiver:
 
         self.logs: list[bytes] = []
         self.traces: list[bytes] = []
+        self.metrics: list[bytes] = []
         self.lock = threading.Lock()
         receiver = self
 
@@ -215,10 +219,10 @@ class RawReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                signal = self.path.rsplit("/", 1)[-1]
+                kept = {"logs": receiver.logs, "traces": receiver.traces}
                 with receiver.lock:
-                    (receiver.logs if self.path.endswith("/v1/logs") else receiver.traces).append(
-                        body
-                    )
+                    kept.get(signal, receiver.metrics).append(body)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -234,6 +238,104 @@ class RawReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- the collector ---
+
+_OTELCOL_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:${env:GRPC_PORT}"}
+extensions:
+  health_check: {endpoint: "127.0.0.1:${env:HEALTH_PORT}"}
+processors:
+  # otel-collector/config.yaml's processors, in its order.
+  memory_limiter: {check_interval: 1s, limit_percentage: 80, spike_limit_percentage: 20}
+  resource:
+    attributes: [{key: deployment.environment, value: bench, action: upsert}]
+  batch: {send_batch_size: 1024, send_batch_max_size: 4096, timeout: 1s}
+exporters:
+  otlp_http: {endpoint: "${env:SINK}", compression: none}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics: {level: none}
+  pipelines:
+    traces: &pipeline
+      receivers: [otlp]
+      processors: [memory_limiter, resource, batch]
+      exporters: [otlp_http]
+    logs: *pipeline
+    metrics: *pipeline
+"""
+
+
+@dataclass
+class Collector:
+    """A running collector: where to send, and (otelcol) what it cost so far."""
+
+    grpc_endpoint: str
+    pid: int | None = None
+
+    def usage(self) -> tuple[float, float]:
+        """CPU seconds (user + system) and peak RSS (MiB) of the collector process."""
+        if self.pid is None:
+            return 0.0, 0.0
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return cpu_s, int(line.split()[1]) / 1024
+        return cpu_s, 0.0
+
+
+@contextlib.contextmanager
+def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
+    """rotel, or ``otelcol-torchelastic`` (built by ``make collector``), into ``sink``."""
+    if kind == "rotel":
+        from torchelastic_otel.demo.collector import run_rotel
+
+        with run_rotel(sink, tmp) as rotel:
+            yield Collector(rotel.grpc_endpoint)
+        return
+    import urllib.request
+
+    from torchelastic_otel.demo.collector import free_port
+
+    cache = Path(
+        os.environ.get("TORCHELASTIC_OTEL_CACHE", Path.home() / ".cache/torchelastic-otel")
+    )
+    binary = cache / "bin" / "otelcol-torchelastic"
+    if not os.access(binary, os.X_OK):
+        raise SystemExit(f"{binary} is not built: run `make collector` first")
+    config = tmp / "otelcol.yaml"
+    config.write_text(_OTELCOL_CONFIG)
+    grpc, health = free_port(), free_port()
+    env = {**os.environ, "GRPC_PORT": str(grpc), "HEALTH_PORT": str(health), "SINK": sink}
+    log = (tmp / "otelcol.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary), f"--config={config}"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health}/", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit((tmp / "otelcol.log").read_text()[-2000:]) from None
+                time.sleep(0.1)
+        yield Collector(f"http://127.0.0.1:{grpc}", process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
 
 
 # --- one simulated node ---
@@ -311,11 +413,16 @@ def _replay(
 class Measured:
     traces: dict[bytes, list[int]] = field(default_factory=dict)  # trace -> [spans, bytes]
     records: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    # host -> (series, bytes) of its largest metric export: what one collection costs.
+    metric_exports: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _measure(receiver: RawReceiver, json_path: Path) -> Measured:
     from google.protobuf import json_format
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -343,23 +450,32 @@ def _measure(receiver: RawReceiver, json_path: Path) -> Measured:
         for raw in receiver.logs:
             request = ExportLogsServiceRequest.FromString(raw)
             for rl in request.resource_logs:
-                host = next(
-                    (
-                        kv.value.string_value
-                        for kv in rl.resource.attributes
-                        if kv.key == "host.name"
-                    ),
-                    "?",
-                )
+                host = _host(rl.resource)
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
                         records[host].append(
                             (record.time_unix_nano, record.ByteSize(), record.event_name)
                         )
             f.write(_json_line(json_format.MessageToDict(request)) + "\n")
+    for raw in receiver.metrics:
+        metrics_request = ExportMetricsServiceRequest.FromString(raw)
+        for rm in metrics_request.resource_metrics:
+            host = _host(rm.resource)
+            series = sum(
+                len(getattr(m, m.WhichOneof("data")).data_points)
+                for sm in rm.scope_metrics
+                for m in sm.metrics
+            )
+            size = rm.ByteSize()
+            if size > out.metric_exports.get(host, (0, 0))[1]:
+                out.metric_exports[host] = (series, size)
     out.traces = dict(traces)
     out.records = dict(records)
     return out
+
+
+def _host(resource: Any) -> str:
+    return next((kv.value.string_value for kv in resource.attributes if kv.key == "host.name"), "?")
 
 
 def _json_line(data: dict[str, Any]) -> str:
@@ -412,20 +528,20 @@ def run(
     hours: float,
     directory: Path,
     keep: Path | None = None,
+    collector_kind: str = "rotel",
 ) -> dict[str, Any]:
     """One replay at ``nodes`` x ``workers``; the row of the table."""
-    from torchelastic_otel.demo.collector import run_rotel
-
     failing, peer, job = load(directory, workers, restarts)
     receiver = RawReceiver()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         try:
-            with run_rotel(receiver.endpoint, tmp_path) as rotel:
+            with collector(collector_kind, receiver.endpoint, tmp_path) as running:
                 t_base, replay_s = _replay(
-                    failing, peer, nodes, workers, hours, rotel.grpc_endpoint
+                    failing, peer, nodes, workers, hours, running.grpc_endpoint
                 )
                 time.sleep(2)  # the collector's last batches
+                collector_cpu_s, collector_rss_mib = running.usage()
         finally:
             receiver.close()
         json_path = tmp_path / "otlp.jsonl"
@@ -453,14 +569,27 @@ def run(
         "bytes_per_node_per_hour_steady": steady[1],
         "records_per_node": sum(per_node_records) / max(1, len(per_node_records)),
         "spans_per_node_per_cycle": total_spans / nodes / cycles,
+        "bytes_per_record": _mean(r[1] for v in measured.records.values() for r in v),
+        "bytes_per_span": round(sum(v[1] for v in measured.traces.values()) / max(1, total_spans)),
+        # One collection per export interval (60 s by default): series and bytes.
+        "metric_series_per_node": _mean(v[0] for v in measured.metric_exports.values()),
+        "metric_bytes_per_export_per_node": _mean(v[1] for v in measured.metric_exports.values()),
         "timeline_s": round(timeline_s, 1),
         "timeline_lines": lines,
         "timeline_html_bytes": html_bytes,
         "otlp_json_mb": round(json_mb, 1),
         "replay_s": round(replay_s, 1),
+        "collector": collector_kind,
+        "collector_cpu_s_per_cycle": round(collector_cpu_s / cycles, 2),
+        "collector_peak_rss_mib": round(collector_rss_mib),
         "recorded_from": f"{directory.name} ({job['nnodes']} nodes x {job['workers']} workers)",
     }
     return row
+
+
+def _mean(values: Iterable[int]) -> float:
+    items = list(values)
+    return round(sum(items) / len(items), 1) if items else 0.0
 
 
 def _steady_rates(
@@ -498,10 +627,24 @@ def main() -> int:
     parser.add_argument("--streams", type=Path, default=STREAMS / "c10d-2x8-r3")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="save each run's OTLP JSON and HTML here")
+    parser.add_argument(
+        "--collector",
+        choices=["rotel", "otelcol"],
+        default="rotel",
+        help="what the nodes export to (otelcol: ours, measured for CPU and memory)",
+    )
     args = parser.parse_args()
     rows = []
     for nodes in args.nodes:
-        row = run(nodes, args.workers, args.restarts, args.steady_hours, args.streams, args.keep)
+        row = run(
+            nodes,
+            args.workers,
+            args.restarts,
+            args.steady_hours,
+            args.streams,
+            args.keep,
+            args.collector,
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
     _print(rows)
@@ -513,7 +656,7 @@ def main() -> int:
 def _print(rows: list[dict[str, Any]]) -> None:
     header = (
         f"{'nodes':>6} {'largest trace':>22} {'records/node/h':>15} {'bytes/node/h':>13} "
-        f"{'spans/node/cycle':>17} {'timeline':>26} {'replay':>8}"
+        f"{'spans/node/cycle':>17} {'metrics/node/export':>24} {'timeline':>26} {'replay':>8}"
     )
     print(header)
     for r in rows:
@@ -523,6 +666,8 @@ def _print(rows: list[dict[str, Any]]) -> None:
             f"{r['records_per_node_per_hour_steady']:>15} "
             f"{r['bytes_per_node_per_hour_steady']:>13} "
             f"{r['spans_per_node_per_cycle']:>17.1f} "
+            f"{r['metric_series_per_node']:>8.0f} series "
+            f"{r['metric_bytes_per_export_per_node']:>7.0f} B "
             f"{r['timeline_s']:>6.1f} s {r['timeline_lines']:>4} lines "
             f"{r['timeline_html_bytes'] / 1e6:>5.2f} MB {r['replay_s']:>7.0f}s"
         )

@@ -4,7 +4,7 @@ Usage (``make bench`` runs it last)::
 
     python benchmarks/report.py benchmarks/results-events.json \\
         benchmarks/results-record.json benchmarks/results-pipeline.json \\
-        --json benchmarks/results.json
+        --scale benchmarks/results-scale.json --json benchmarks/results.json
 """
 
 import argparse
@@ -87,7 +87,8 @@ def rows(events: Any, record: Any, pipeline: Any) -> list[tuple[str, str, str, b
         out.append(
             (
                 f"end to end through rotel: {label}",
-                f"{t['events_per_s']:,.0f} events/s, {t['lost']} lost of {t['events']:,}",
+                f"{t['events_per_s']:,.0f} events/s, {t['lost']} lost of {t['events']:,}"
+                f" ({t.get('records', t['events'] - t['lost']):,} records)",
                 ">= 20,000/s, 0 lost",
                 t["events_per_s"] >= 20_000 and t["lost"] == 0,
             )
@@ -115,15 +116,57 @@ def rows(events: Any, record: Any, pipeline: Any) -> list[tuple[str, str, str, b
     return out
 
 
+def scale_rows(scale: Any) -> list[tuple[str, str, str, bool]]:
+    """The 1,000-node goals, on the replay with the most nodes."""
+    largest = max(scale["scale"], key=lambda r: r["nodes"])
+    n = f"{largest['nodes']:,} nodes x {largest['workers']}"
+    trace_mb = largest["largest_trace_bytes"] / 1e6
+    return [
+        (
+            f"largest trace, {n}",
+            f"{largest['largest_trace_spans']:,} spans, {trace_mb:.2f} MB",
+            "<= 4 MB",
+            largest["largest_trace_bytes"] <= 4_000_000,
+        ),
+        (
+            "records per node per hour, steady state",
+            f"{largest['records_per_node_per_hour_steady']:.0f} "
+            f"({largest['bytes_per_node_per_hour_steady'] / 1000:.1f} KB)",
+            "<= 60",
+            largest["records_per_node_per_hour_steady"] <= 60,
+        ),
+        (
+            "metrics per node, one export (every 60 s)",
+            f"{largest['metric_series_per_node']:.0f} data points, "
+            f"{largest['metric_bytes_per_export_per_node'] / 1000:.1f} KB",
+            "-",
+            True,
+        ),
+        (
+            f"timeline, {n}",
+            f"{largest['timeline_s']:.1f} s, {largest['timeline_lines']} lines, "
+            f"HTML {largest['timeline_html_bytes'] / 1e6:.2f} MB",
+            "<= 15 s, <= 200 lines, <= 5 MB",
+            largest["timeline_s"] <= 15
+            and largest["timeline_lines"] <= 200
+            and largest["timeline_html_bytes"] <= 5_000_000,
+        ),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("events", type=Path)
     parser.add_argument("record", type=Path)
     parser.add_argument("pipeline", type=Path)
+    parser.add_argument("--scale", type=Path, help="bench_scale.py's results")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     loaded = [json.loads(p.read_text()) for p in (args.events, args.record, args.pipeline)]
     table = rows(*loaded)
+    scale = json.loads(args.scale.read_text()) if args.scale else None
+    if scale is not None:
+        table += scale_rows(scale)
     width = max(len(r[0]) for r in table)
     print(f"{'measure':<{width}}  {'value':<70} {'target':<22} met")
     for measure, value, target, met in table:
@@ -139,6 +182,7 @@ def main() -> int:
                     "events": loaded[0],
                     "record": loaded[1],
                     "pipeline": loaded[2],
+                    "scale": scale,
                 },
                 indent=2,
             )
