@@ -13,6 +13,7 @@ import gc
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +226,15 @@ class Received:
         with self.lock:
             self.requests += 1
             self.metrics.extend(items)
+
+    def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> "Received":
+        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(self.logs) >= n_logs and len(self.spans) >= n_spans:
+                break
+            time.sleep(0.05)
+        return self
 
 
 class OtlpFileError(ValueError):

@@ -15,7 +15,6 @@ import gzip
 import http.server
 import socket
 import threading
-import time
 import zlib
 from types import TracebackType
 from typing import Any
@@ -130,12 +129,7 @@ class OtlpHttpReceiver:
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> Received:
         """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(self.received.logs) >= n_logs and len(self.received.spans) >= n_spans:
-                break
-            time.sleep(0.05)
-        return self.received
+        return self.received.wait_for(n_logs, n_spans, timeout_s)
 
     def __enter__(self) -> "OtlpHttpReceiver":
         self._thread.start()

@@ -62,14 +62,7 @@ class RealCollector:
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> Received:
         """Wait (bounded) until the backends got ``n_logs`` records and ``n_spans`` spans."""
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(self.received.logs) >= n_logs and len(self.received.spans) >= n_spans:
-                break
-            time.sleep(0.05)
-        return self.received
+        return self.received.wait_for(n_logs, n_spans, timeout_s)
 
 
 @contextmanager
