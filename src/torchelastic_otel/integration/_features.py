@@ -29,6 +29,22 @@ def missing(owner: object, *names: str) -> list[str]:
     return [name for name in names if not hasattr(owner, name)]
 
 
+def require(owner: object, label: str, what: str, *names: str) -> bool:
+    """Whether ``owner`` has every one of ``names``; if not, switch ``what`` off.
+
+    ``label`` names ``owner`` in the warning: ``"<label> has no <names>"``.
+
+    Example::
+
+        if require(module, "torch.distributed.launcher.api", WHAT, "launch_agent"):
+            _wrapping.wrap(module, "launch_agent", _launch_agent)
+    """
+    absent = missing(owner, *names)
+    if absent:
+        switched_off(what, f"{label} has no {', '.join(absent)}")
+    return not absent
+
+
 def switched_off(what: str, why: str) -> None:
     """Warn once: ``what`` is off on this torch, because ``why``."""
     with _lock:

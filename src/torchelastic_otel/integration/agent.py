@@ -43,13 +43,12 @@ _cycles_off = False
 
 def patch(module: ModuleType) -> None:
     """Wrap ``LocalElasticAgent._monitor_workers`` (gated; idempotent)."""
-    agent_class = getattr(module, "LocalElasticAgent", None)
-    if agent_class is None:
-        _features.switched_off(WHAT, f"{MODULE} has no LocalElasticAgent")
+    if not _features.require(module, MODULE, WHAT, "LocalElasticAgent"):
         return
-    absent = _features.missing(agent_class, "_monitor_workers", "_record_worker_events")
-    if absent:
-        _features.switched_off(WHAT, f"LocalElasticAgent has no {', '.join(absent)}")
+    agent_class = module.LocalElasticAgent
+    if not _features.require(
+        agent_class, "LocalElasticAgent", WHAT, "_monitor_workers", "_record_worker_events"
+    ):
         return
     _wrapping.wrap(agent_class, "_monitor_workers", _monitor_workers)
     from torchelastic_otel.integration import workers
@@ -97,13 +96,12 @@ def record_failure_before_restart(agent: Any, worker_group: Any, result: Any) ->
 
 def patch_api(module: ModuleType) -> None:
     """Wrap ``SimpleElasticAgent._rendezvous`` to record each cycle (gated; idempotent)."""
-    agent_class = getattr(module, "SimpleElasticAgent", None)
-    if agent_class is None:
-        _features.switched_off(CYCLE_WHAT, f"{API_MODULE} has no SimpleElasticAgent")
+    if not _features.require(module, API_MODULE, CYCLE_WHAT, "SimpleElasticAgent"):
         return
-    absent = _features.missing(agent_class, "_rendezvous", "_construct_event")
-    if absent:
-        _features.switched_off(CYCLE_WHAT, f"SimpleElasticAgent has no {', '.join(absent)}")
+    agent_class = module.SimpleElasticAgent
+    if not _features.require(
+        agent_class, "SimpleElasticAgent", CYCLE_WHAT, "_rendezvous", "_construct_event"
+    ):
         return
     _wrapping.wrap(agent_class, "_rendezvous", _rendezvous)
 
@@ -111,22 +109,23 @@ def patch_api(module: ModuleType) -> None:
 def _rendezvous(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    global _cycles_off  # noqa: PLW0603 -- one switch for the process
     worker_group = args[0] if args else kwargs.get("worker_group")
-    if not _cycles_off:
-        try:
-            record_rendezvous_start(instance, worker_group)
-        except Exception as e:  # noqa: BLE001 -- the agent must go on
-            _cycles_off = True
-            _features.switched_off(CYCLE_WHAT, f"{type(e).__name__}: {e}")
+    _record_cycle_step(record_rendezvous_start, instance, worker_group)
     result = wrapped(*args, **kwargs)
-    if not _cycles_off:
-        try:
-            record_cycle(instance, worker_group)
-        except Exception as e:  # noqa: BLE001 -- the agent must go on
-            _cycles_off = True
-            _features.switched_off(CYCLE_WHAT, f"{type(e).__name__}: {e}")
+    _record_cycle_step(record_cycle, instance, worker_group)
     return result
+
+
+def _record_cycle_step(step: Callable[[Any, Any], None], agent: Any, worker_group: Any) -> None:
+    """Run ``step`` unless cycles are off; its first exception switches them off."""
+    global _cycles_off  # noqa: PLW0603 -- one switch for the process
+    if _cycles_off:
+        return
+    try:
+        step(agent, worker_group)
+    except Exception as e:  # noqa: BLE001 -- the agent must go on
+        _cycles_off = True
+        _features.switched_off(CYCLE_WHAT, f"{type(e).__name__}: {e}")
 
 
 def record_rendezvous_start(agent: Any, worker_group: Any) -> None:

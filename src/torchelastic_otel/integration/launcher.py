@@ -26,10 +26,8 @@ EXIT_USAGE = 2
 
 def patch(module: ModuleType) -> None:
     """Wrap ``launch_agent`` (gated; idempotent)."""
-    if _features.missing(module, "launch_agent"):
-        _features.switched_off(WHAT, f"{MODULE} has no launch_agent")
-        return
-    _wrapping.wrap(module, "launch_agent", _launch_agent)
+    if _features.require(module, MODULE, WHAT, "launch_agent"):
+        _wrapping.wrap(module, "launch_agent", _launch_agent)
 
 
 def _launch_agent(

@@ -40,11 +40,14 @@ def bridge() -> None:
     _bridged = True
     from torch.distributed.elastic.metrics import api
 
-    absent = _features.missing(api, "MetricHandler", "_default_metrics_handler", "configure")
-    if absent:
-        _features.switched_off(
-            WHAT, f"torch.distributed.elastic.metrics has no {', '.join(absent)}"
-        )
+    if not _features.require(
+        api,
+        "torch.distributed.elastic.metrics",
+        WHAT,
+        "MetricHandler",
+        "_default_metrics_handler",
+        "configure",
+    ):
         return
     previous = api._default_metrics_handler
     handler_class = _handler_class(api.MetricHandler)

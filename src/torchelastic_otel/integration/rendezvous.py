@@ -36,11 +36,9 @@ _PARAMETERS = (
 
 def patch(dynamic_rendezvous: ModuleType) -> None:
     """Wrap the module's two stack-walking functions (gated; idempotent)."""
-    absent = _features.missing(
-        dynamic_rendezvous, "construct_and_record_rdzv_event", "get_method_name"
-    )
-    if absent:
-        _features.switched_off(WHAT, f"{MODULE} has no {', '.join(absent)}")
+    if not _features.require(
+        dynamic_rendezvous, MODULE, WHAT, "construct_and_record_rdzv_event", "get_method_name"
+    ):
         return
     found = tuple(inspect.signature(dynamic_rendezvous.construct_and_record_rdzv_event).parameters)
     if found != _PARAMETERS:

@@ -41,10 +41,8 @@ RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 
 def patch(agent_class: type[Any]) -> None:
     """Wrap ``_setup_local_watchdog`` (gated; idempotent)."""
-    if _features.missing(agent_class, "_setup_local_watchdog"):
-        _features.switched_off(WHAT, "LocalElasticAgent has no _setup_local_watchdog")
-        return
-    _wrapping.wrap(agent_class, "_setup_local_watchdog", _setup_local_watchdog)
+    if _features.require(agent_class, "LocalElasticAgent", WHAT, "_setup_local_watchdog"):
+        _wrapping.wrap(agent_class, "_setup_local_watchdog", _setup_local_watchdog)
 
 
 def _setup_local_watchdog(
