@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.process import run_python
 from torchelastic_otel.demo.collector import free_port, run_rotel
 from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
@@ -36,14 +37,7 @@ def _run(
 ) -> str:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *(args or [])],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
+    proc = run_python(textwrap.dedent(code), *(args or []), env=full_env, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.process import run_python
 from torchelastic_otel.demo.collector import free_port, run_rotel, wait_port
 from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
@@ -241,14 +242,7 @@ def test_tls_and_auth_headers_never_logged(tmp_path: Path, protocol: str) -> Non
             f"sys.argv = ['p', 'tls', '50', '0']\n"
             f"exec(open({str(PRODUCER)!r}).read())\n"
         )
-        proc = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        proc = run_python(code, env=env, timeout=120)
         arrived = _wait_arrivals(r, "tls", 50)
         headers = list(r.received.headers)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -258,14 +252,7 @@ def test_tls_and_auth_headers_never_logged(tmp_path: Path, protocol: str) -> Non
     assert secret not in proc.stdout + proc.stderr
     # The same with a malformed header: still never printed.
     env["OTEL_EXPORTER_OTLP_HEADERS"] = f"Bearer {secret}"
-    bad = subprocess.run(
-        [sys.executable, "-c", code.replace("'tls'", "'tls-bad'")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    bad = run_python(code.replace("'tls'", "'tls-bad'"), env=env, timeout=120)
     assert bad.returncode == 0, bad.stderr[-3000:]
     assert "OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not of the form" in bad.stderr
     assert secret not in bad.stdout + bad.stderr

@@ -4,7 +4,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -13,6 +12,7 @@ from unittest.mock import patch
 
 import pytest
 
+from tests.support.process import run_python
 from torchelastic_otel import events
 from torchelastic_otel.events import (
     Event,
@@ -397,9 +397,7 @@ def test_construct_at_module_level_names_module() -> None:
         "replace=True)\n"
         "events.construct_and_record_rdzv_event('r', 'm', events.NodeState.INIT, hostname='h')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    out = run_python(code, check=True)
     assert json.loads(out.stderr)["name"] == "<string>:<module>"
 
 
@@ -412,12 +410,5 @@ def test_import_pulls_neither_torch_nor_opentelemetry() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'opentelemetry'))\n"
         "print(bad)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    out = run_python(code, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "[]"

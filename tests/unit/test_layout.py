@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process import run_python
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 PACKAGE = "torchelastic_otel"
@@ -181,9 +183,7 @@ def test_the_timeline_without_rich_says_how_to_get_it() -> None:
         "import sys; sys.modules['rich'] = None; "
         "from torchelastic_otel import cli; sys.exit(cli.main(['timeline', 'x.json']))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_python(code)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "torchelastic-otel timeline needs rich: pip install 'torchelastic-otel[timeline]'"

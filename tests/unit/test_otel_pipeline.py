@@ -3,8 +3,6 @@
 import json
 import logging
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -15,6 +13,7 @@ import pytest
 
 from tests.support.memory import PATHS, Memory, memory_pipeline, record_otel
 from tests.support.otlp import free_port
+from tests.support.process import run_python
 from torchelastic_otel import otel
 from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
 from torchelastic_otel.otel import settings
@@ -203,14 +202,7 @@ def test_exporters_never_log_header_values(protocol: str) -> None:
         "OTEL_EXPORTER_OTLP_HEADERS": "x-ok=1,authorization Bearer s3cr3t",
         "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "Bearer s3cr3t-logs",
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python(code, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not of the form" in proc.stderr
     assert "OTEL_EXPORTER_OTLP_LOGS_HEADERS: entry 1 is not of the form" in proc.stderr
@@ -282,14 +274,7 @@ def test_unreachable_collector_bounded_exit(protocol: str) -> None:
         "TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS": "1000",
     }
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", _DEAD_COLLECTOR],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python(_DEAD_COLLECTOR, env=env)
     wall = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     fields = proc.stdout.split()
@@ -333,9 +318,7 @@ def test_global_providers_are_used() -> None:
         print(otel.exported_counts())
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "app r"
@@ -370,13 +353,6 @@ def test_fork_child_does_not_reexport_parent_events() -> None:
             print("child", os.waitstatus_to_exitcode(status), "parent", len(m.log_records()))
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    proc = run_python(code, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "child 0 parent 1"

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from tests.support.process import run_python
 from tests.support.timeline_synth import synth_job
 from torchelastic_otel import cli
 from torchelastic_otel import semconv as sc
@@ -598,14 +599,7 @@ def test_cli_live_mode_grpc_and_http_then_sigterm_saves(tmp_path: Path) -> None:
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
             }
-            sent = subprocess.run(
-                [sys.executable, "-c", code],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            )
+            sent = run_python(code, env=env, check=True)
             assert "'logs': 2" in sent.stdout, sent.stderr
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

@@ -3,7 +3,6 @@ feature gates."""
 
 import inspect
 import logging
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from unittest.mock import MagicMock
 import pytest
 
 from tests.support.memory import Memory, memory_pipeline
+from tests.support.process import run_python
 from torchelastic_otel import events as ours
 from torchelastic_otel import integration
 from torchelastic_otel.integration import _features, _imports, _wrapping, agent, hook, rendezvous
@@ -51,9 +51,7 @@ def test_entry_point_registers_otel_in_torch() -> None:
               type(h._log_handlers["dynamic_rendezvous"]).__name__)
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["OtelHandler", "True", "NullHandler", "NullHandler"]
 

@@ -4,14 +4,13 @@ behaviour in a worker, and the endpoint's scheme."""
 
 import logging
 import os
-import subprocess
-import sys
 import textwrap
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.support.process import run_python
 from torchelastic_otel.integration import _shared, launcher, workers
 from torchelastic_otel.otel import derived_ids, settings
 
@@ -96,14 +95,7 @@ def test_the_instrumentor_does_nothing_in_a_worker() -> None:
         """
     )
     env = {**os.environ, "TORCHELASTIC_RUN_ID": "r", "TORCHELASTIC_RESTART_COUNT": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python(code, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["TORCH", "False", "PIPELINE", "False"]
 
