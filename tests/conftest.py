@@ -10,9 +10,14 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.collector import RealCollector
 
 
 class _BlockTorch(importlib.abc.MetaPathFinder):
@@ -66,3 +71,15 @@ def clean_events_state() -> Iterator[None]:
             ] + attached.get(name, [])
     events._warned.clear()
     events._warned.update(warned)
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RealCollector"]:
+    """Our collector build with ``config.yaml``, in front of local backends (one per module).
+
+    Imported here, not at the top: the no-torch unit run never starts it.
+    """
+    from tests.support.collector import real_collector
+
+    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
+        yield running

@@ -13,13 +13,11 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.collector import RealCollector, real_collector
+from tests.support.collector import RealCollector
 from torchelastic_otel.demo.job import run_job
 from torchelastic_otel.otel import derived_ids
 from torchelastic_otel.otlp_data import Received
@@ -28,12 +26,6 @@ pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e
 
 NODES = 8
 FAILING_RANK = 5
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
-    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
-        yield running
 
 
 def _wait_for_run(collector: RealCollector, run_id: str, n_nodes: int) -> Received:

@@ -7,13 +7,12 @@ each, running ``torchelastic_otel.demo.train``. Every job is bounded in time.
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.collector import RealCollector, real_collector
+from tests.support.collector import RealCollector
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import JobResult, run_job
 from torchelastic_otel.otel import derived_ids
@@ -21,13 +20,6 @@ from torchelastic_otel.otel import derived_ids
 pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
 
 THREE_KEYS = ("run_id", "rank", "node_state")
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
-    """The real collector with our config, in front of local backends."""
-    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
-        yield running
 
 
 def _env(endpoint: str, **extra: str) -> dict[str, str]:

@@ -6,13 +6,12 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.collector import RealCollector, real_collector
+from tests.support.collector import RealCollector
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import run_job, torchrun_command
 from torchelastic_otel.otel import derived_ids
@@ -22,13 +21,6 @@ pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).with_name("workers")
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
-    """The real collector with our config, in front of local backends."""
-    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
-        yield running
 
 
 def _env(endpoint: str, **extra: str) -> dict[str, str]:

@@ -6,13 +6,11 @@ tests see exactly what those backends would see (tests/support/collector.py).
 """
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.collector import RealCollector, real_collector
+from tests.support.collector import RealCollector
 from tests.support.docs import undocumented
 from tests.support.memory import record_otel
 from tests.unit.test_mapping import TRACEBACK, agent_event, rdzv_event
@@ -25,12 +23,6 @@ from torchelastic_otel.otlp_data import Received
 JOINED = (
     "The node 'n1' has joined round 2 of the rendezvous 'job-7' as rank 0 in a world of size 2."
 )
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
-    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
-        yield running
 
 
 def _send_job(

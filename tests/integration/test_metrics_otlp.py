@@ -6,25 +6,17 @@ carry the right values and the node's resource.
 """
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.collector import RealCollector, real_collector
+from tests.support.collector import RealCollector
 from tests.unit.test_metrics import _job_with_a_restart
 from tests.unit.test_spans import RUN
 from torchelastic_otel import otel
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otlp_data import MetricPointItem
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCollector]:
-    with real_collector(Path(tmp_path_factory.mktemp("otelcol"))) as running:
-        yield running
 
 
 def _service(point: MetricPointItem) -> Any:
