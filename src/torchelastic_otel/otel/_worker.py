@@ -19,6 +19,10 @@ start-up: a process that exits right after its first events still delivers them.
 Giving up closes the books: what the worker still held, including a batch whose
 request was in flight, is counted as ``shutdown_<signal>``.
 
+**Fork.** ``os.fork()`` waits (up to 5 s) for a worker that is still building its
+stage: a child forked in the middle of the SDK's imports would inherit modules that
+never finish initialising, and could not export its own events.
+
 Example::
 
     >>> worker = ExportWorker(settings, setup=lambda ledger: MyStage(ledger))  # doctest: +SKIP
@@ -27,7 +31,14 @@ Example::
 """
 
 import collections
+
+# Imported before our fork hook is registered, so that its hook (which takes the
+# lock every ThreadPoolExecutor.submit needs, and the SDK's Resource.create submits)
+# runs after ours: os.fork() runs "before" hooks newest first, and ours waits for a
+# setup that may be submitting. See _before_fork.
+import concurrent.futures.thread  # noqa: F401
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +57,17 @@ _log = logging.getLogger("torchelastic_otel")
 _EXIT_RESERVE_S = 0.15
 # How often shutdown() looks at the worker's progress.
 _POLL_S = 0.02
+# How long os.fork() waits for a worker that is still importing the SDK.
+_FORK_WAIT_S = 5.0
+
+# Held while a worker builds its stage, i.e. while it imports the SDK and the
+# exporters. A fork in the middle of those imports would hand the child modules
+# that stay half-initialised for ever (the importing thread does not exist there),
+# and the child's own pipeline would fail on them ("partially initialized module");
+# so a fork waits, within a bound, for the imports to finish. See _before_fork.
+_setup_lock = threading.Lock()
+_fork_held = False  # the forking thread holds _setup_lock
+_forked_mid_setup = False  # this process is a child forked while a setup was running
 
 
 class ExportWorker:
@@ -204,12 +226,17 @@ class ExportWorker:
 
     def _run(self) -> None:
         try:
-            self._stage = stage = self._setup(self.ledger)
+            with _setup_lock:
+                self._stage = stage = self._setup(self.ledger)
         except Exception as e:  # noqa: BLE001 -- report once, keep the job alive
             _log.warning(
-                "torchelastic-otel: the otel destination is disabled: %s: %s",
+                "torchelastic-otel: the otel destination is disabled: %s: %s%s",
                 type(e).__name__,
                 e,
+                " (this process was forked while its parent was still importing the "
+                "OpenTelemetry SDK)"
+                if _forked_mid_setup
+                else "",
             )
             self._disable()
             return
@@ -280,3 +307,32 @@ class ExportWorker:
                 type(e).__name__,
                 e,
             )
+
+
+def _before_fork() -> None:
+    # Bounded: if the forking thread itself holds an import lock the setup needs
+    # (a fork from a module's top level), waiting longer would not help.
+    global _fork_held  # noqa: PLW0603
+    _fork_held = _setup_lock.acquire(timeout=_FORK_WAIT_S)
+
+
+def _after_fork_in_parent() -> None:
+    global _fork_held  # noqa: PLW0603
+    if _fork_held:
+        _fork_held = False
+        _setup_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    # A fresh lock either way: one held by the parent's worker would never be released.
+    global _setup_lock, _fork_held, _forked_mid_setup  # noqa: PLW0603
+    _forked_mid_setup = not _fork_held
+    _fork_held = False
+    _setup_lock = threading.Lock()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
