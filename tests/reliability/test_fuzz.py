@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+from http import HTTPStatus
 from types import ModuleType
 from typing import Any
 
@@ -30,8 +31,22 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
+
+class _Str(str):
+    """A str subclass: JSON writes its characters, whatever its methods say."""
+
+    def __str__(self) -> str:
+        return "not what JSON writes"
+
+
+class _Int(int):
+    def __repr__(self) -> str:
+        return "not what JSON writes"
+
+
 scalars = (
-    st.none()
+    st.sampled_from([_Str("sub"), _Str(""), _Int(7), HTTPStatus.OK])
+    | st.none()
     | st.booleans()
     | st.integers()
     | st.integers(min_value=2**62, max_value=2**80)

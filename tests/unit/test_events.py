@@ -1,11 +1,13 @@
 """Our events module on its own: bad input, the registry, and what torch does not do."""
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import sys
 import threading
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -80,6 +82,54 @@ def test_serialize_lock_and_cycle_and_odd_keys() -> None:
 def test_rdzv_serialize_with_unserializable_field() -> None:
     event = RdzvEvent("n", "r", "m", "h", 1, NodeState.INIT, master_endpoint=Path("x"))  # type: ignore[arg-type]
     assert json.loads(event.serialize())["master_endpoint"] == repr(Path("x"))
+
+
+class _Str(str):
+    def __str__(self) -> str:
+        return "not what JSON writes"
+
+
+class _Port(IntEnum):
+    HTTP = 80
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        "",
+        'quote " backslash \\ newline \n tab \t é ✗ 😀',
+        "\ud800 lone surrogate",
+        _Str("str subclass"),
+        NodeState.FAILED,
+        0,
+        -1,
+        2**80,
+        True,
+        False,
+        None,
+        1.5,
+        math.nan,
+        math.inf,
+        _Port.HTTP,
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("field", ["name", "hostname", "pid", "node_state", "rank", "error_trace"])
+def test_rdzv_serialize_is_json_dumps_of_asdict(field: str, value: Any) -> None:
+    """torch's serialize() is json.dumps(asdict(self)); ours writes flat events directly."""
+    kwargs: dict[str, Any] = {
+        "name": "n",
+        "run_id": "r",
+        "message": "m",
+        "hostname": "h",
+        "pid": 1,
+        "node_state": NodeState.RUNNING,
+        "rank": 3,
+        field: value,
+    }
+    event = RdzvEvent(**kwargs)
+    assert event.serialize() == json.dumps(dataclasses.asdict(event))
 
 
 # --- deserialize validates --------------------------------------------------------

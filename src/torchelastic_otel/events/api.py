@@ -21,8 +21,10 @@ Example::
 """
 
 import json
+import operator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import Enum
+from json.encoder import encode_basestring_ascii as _encode_string
 from typing import Any, Union
 
 __all__ = ["EventSource", "Event", "NodeState", "RdzvEvent"]  # noqa: RUF022 -- torch's order
@@ -155,7 +157,35 @@ class RdzvEvent:
 
     def serialize(self) -> str:
         """Return the event as JSON text; identical to torch's for what torch accepts."""
+        if type(self) is RdzvEvent:
+            text = _dumps_flat_rdzv(self)
+            if text is not None:
+                return text
         return _dumps(self)
+
+
+# Every rendezvous event torch's dynamic_rendezvous writes is ten strings, ints and
+# Nones; writing those directly (json's own C string encoder, json.dumps' separators,
+# the fields in dataclass order) gives json.dumps(asdict(event))'s exact bytes in a
+# third of the time, which construct_and_record_rdzv_event's cost is mostly made of.
+_RDZV_FIELDS = tuple(f.name for f in fields(RdzvEvent))
+_RDZV_VALUES = operator.attrgetter(*_RDZV_FIELDS)
+_RDZV_TEMPLATE = "{" + ", ".join(f"{json.dumps(n)}: %s" for n in _RDZV_FIELDS) + "}"
+
+
+def _dumps_flat_rdzv(event: RdzvEvent) -> str | None:
+    """``event``'s JSON if every field is a ``str`` (or str enum), ``int`` or ``None``."""
+    out = []
+    for value in _RDZV_VALUES(event):
+        if isinstance(value, str):
+            out.append(_encode_string(value))
+        elif type(value) is int:
+            out.append(int.__repr__(value))
+        elif value is None:
+            out.append("null")
+        else:  # bools, floats, anything else: json.dumps' own rules
+            return None
+    return _RDZV_TEMPLATE % tuple(out)
 
 
 def _dumps(event: Event | RdzvEvent) -> str:
