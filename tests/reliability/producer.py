@@ -19,19 +19,29 @@ import time
 
 from torchelastic_otel import events, otel
 
+_signalled_at: float | None = None
+
+
+def _exit_on_sigterm(*_: object) -> None:
+    global _signalled_at  # noqa: PLW0603
+    _signalled_at = time.monotonic()
+    sys.exit(143)
+
 
 def _report() -> None:
     otel.shutdown()
-    print(
-        "COUNTS " + json.dumps({"drops": otel.drop_counts(), "exported": otel.exported_counts()}),
-        flush=True,
-    )
+    counts: dict[str, object] = {"drops": otel.drop_counts(), "exported": otel.exported_counts()}
+    if _signalled_at is not None:
+        # From the signal to here: the flush at exit, which is ours to bound; what
+        # follows is the interpreter's own teardown.
+        counts["since_signal_s"] = time.monotonic() - _signalled_at
+    print("COUNTS " + json.dumps(counts), flush=True)
 
 
 def main() -> None:
     run_id, count, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     if "--sigterm-exits" in sys.argv:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     atexit.register(_report)
     start = time.monotonic()
     for i in range(count):

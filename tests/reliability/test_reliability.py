@@ -156,8 +156,13 @@ def test_sigterm_mid_run_flushes_within_bound(
         recorded = counts["exported"]["logs"] + _lost_logs(counts)
         arrived = _wait_arrivals(receiver, f"sigterm-{collector}", counts["exported"]["logs"])
     assert proc.returncode == 143
-    # The flush is bounded; the rest is the interpreter exiting (0.5 s allowed).
-    assert took < bound_s + 0.5, took
+    print(f"SIGTERM to exit: {took:.2f} s, of which the flush {counts['since_signal_s']:.2f} s")
+    # The flush is bounded (20 ms polls and closing the exporters on top) ...
+    assert counts["since_signal_s"] < bound_s + 0.25, counts["since_signal_s"]
+    # ... and so is the whole exit: the interpreter's teardown after it, and the
+    # signal's delivery to a busy process, take well under a second even on a
+    # loaded machine; a hang (a gRPC channel, a thread join) would take far longer.
+    assert took < bound_s + 1.5, took
     assert recorded > 1000
     if collector == "up":
         assert sum(arrived.values()) == counts["exported"]["logs"] > 0
