@@ -15,7 +15,10 @@ Examples::
 
 import argparse
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +125,10 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
         raise OSError("--grpc-port and --http-port are both 0: nothing to listen on")
     received = Received()
     with ExitStack() as stack:
+        # Before the receivers listen: a sender (or a test) that sees the port open
+        # may SIGTERM us at once, and the default action would kill the process
+        # without saving what arrived.
+        stop, reason = stack.enter_context(_stop_on_sigterm())
         where = []
         try:
             if args.grpc_port:
@@ -139,7 +146,7 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
         if not err.is_terminal:
             # No spinner to show it: say where to send data, once, for logs and scripts.
             err.print(f"receiving OTLP on {', '.join(where)}", highlight=False)
-        why = _receive(args, received, where, err)
+        why = _receive(args, received, where, err, stop, reason)
         err.print(f"{why}: {len(received.logs)} records, {len(received.spans)} spans received")
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
@@ -148,15 +155,10 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
     return received
 
 
-def _receive(
-    args: argparse.Namespace, received: "Received", where: list[str], err: "Console"
-) -> str:
-    """Receive until told to stop (Ctrl-C, SIGTERM), --duration or --idle-exit; say why."""
+@contextmanager
+def _stop_on_sigterm() -> Iterator[tuple[threading.Event, list[str]]]:
+    """SIGTERM sets the event (and the reason) instead of killing the process."""
     import signal
-    import threading
-    from contextlib import nullcontext
-
-    from torchelastic_otel.timeline.model import RendezvousWatch
 
     stop = threading.Event()
     reason = ["stopped"]
@@ -166,6 +168,25 @@ def _receive(
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield stop, reason
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _receive(
+    args: argparse.Namespace,
+    received: "Received",
+    where: list[str],
+    err: "Console",
+    stop: threading.Event,
+    reason: list[str],
+) -> str:
+    """Receive until told to stop (Ctrl-C, SIGTERM), --duration or --idle-exit; say why."""
+    from contextlib import nullcontext
+
+    from torchelastic_otel.timeline.model import RendezvousWatch
+
     watch = RendezvousWatch()
     started = time.monotonic()
     last_count, last_change = 0, started
@@ -192,8 +213,6 @@ def _receive(
                 stop.wait(0.2)
     except KeyboardInterrupt:
         reason[0] = "interrupted"
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return reason[0]
 
 

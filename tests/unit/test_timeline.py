@@ -694,6 +694,44 @@ def test_cli_idle_exit_waits_for_a_waiting_rendezvous(tmp_path: Path) -> None:
     assert "wait-1" in out
 
 
+def test_cli_sigterm_as_soon_as_it_listens_still_saves(tmp_path: Path) -> None:
+    """A SIGTERM the moment the HTTP port opens stops the listener cleanly.
+
+    The handler used to be installed after the receivers started, so a sender that
+    saw the port open and signalled at once killed the process (exit -15, nothing
+    saved). The signal is sent from inside the receiver's start, so the window is
+    hit every time.
+    """
+    saved = tmp_path / "early.jsonl"
+    code = (
+        "import os, signal, sys\n"
+        "from torchelastic_otel import cli, receiver\n"
+        "enter = receiver.OtlpHttpReceiver.__enter__\n"
+        "def enter_then_sigterm(self):\n"
+        "    r = enter(self)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return r\n"
+        "receiver.OtlpHttpReceiver.__enter__ = enter_then_sigterm\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    proc = run_python(
+        code,
+        "timeline",
+        "--listen",
+        "--grpc-port",
+        "0",
+        "--http-port",
+        str(free_port()),
+        "--duration",
+        "30",
+        "--save",
+        str(saved),
+        timeout=60,
+    )
+    assert "SIGTERM: 0 records, 0 spans received" in proc.stderr, (proc.returncode, proc.stderr)
+    assert saved.exists(), proc.stderr
+
+
 def test_cli_host_is_honoured(tmp_path: Path) -> None:
     """--host 127.0.0.2 (a loopback address that is not the default) is where it listens."""
     proc, grpc_port, http_port, _ = _listen(tmp_path, "--host", "127.0.0.2")
