@@ -27,7 +27,13 @@ from tests.support.timeline_synth import synth_job
 from torchelastic_otel import cli
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.collector import free_port, wait_port
-from torchelastic_otel.otlp_data import OtlpFileError, Received, read_otlp_json, write_otlp_json
+from torchelastic_otel.otlp_data import (
+    LogItem,
+    OtlpFileError,
+    Received,
+    read_otlp_json,
+    write_otlp_json,
+)
 from torchelastic_otel.timeline.html import render_html
 from torchelastic_otel.timeline.model import (
     SUMMARY_NODES,
@@ -221,6 +227,40 @@ def test_leaving_the_rendezvous_at_exit_is_a_note_not_a_failure(received: Receiv
     assert "2 nodes could not leave the rendezvous at exit (2 RendezvousConnectionError)" in (
         " | ".join(job.notes)
     )
+
+
+def _keep_alive_failure(log: LogItem, t_ns: int) -> LogItem:
+    record: LogItem = json.loads(json.dumps(log))
+    record["time_unix_nano"] = t_ns
+    record["event_name"] = "dynamic_rendezvous.py:DynamicRendezvousHandler._keep_alive"
+    record["body"] = "The node 'x' has failed to send a keep-alive heartbeat ..."
+    record["attributes"].update(
+        {
+            sc.NODE_STATE: sc.STATE_FAILED,
+            sc.EVENT_KIND: sc.KIND_RENDEZVOUS,
+            sc.EXCEPTION_TYPE: "torch.distributed.elastic.rendezvous.api.RendezvousConnectionError",
+            sc.EXCEPTION_MESSAGE: "The connection to the C10d store has failed.",
+        }
+    )
+    return record
+
+
+def test_rendezvous_error_after_the_job_succeeded_is_a_note(received: Received) -> None:
+    """The store's host exited; another node's keep-alive failed before it left too."""
+    (before,) = build_timelines(received)
+    assert before.state == sc.STATE_SUCCEEDED
+    last = max(received.logs, key=lambda r: r["time_unix_nano"])
+    late = _keep_alive_failure(received.logs[0], last["time_unix_nano"] + 1_000_000)
+    (job,) = build_timelines(Received(logs=[*received.logs, late], spans=received.spans))
+    assert len(job.failures) == len(before.failures)
+    assert "1 node could not leave the rendezvous at exit (1 RendezvousConnectionError)" in (
+        " | ".join(job.notes)
+    )
+    # The same error before any node had finished is the job's failure, and listed.
+    first = min(received.logs, key=lambda r: r["time_unix_nano"])
+    early = _keep_alive_failure(received.logs[0], first["time_unix_nano"] + 1_000_000)
+    (job,) = build_timelines(Received(logs=[*received.logs, early], spans=received.spans))
+    assert len(job.failures) == len(before.failures) + 1
 
 
 def test_records_only_still_give_nodes_cycles_workers(received: Received) -> None:

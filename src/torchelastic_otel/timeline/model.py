@@ -797,7 +797,6 @@ class _Builder:
         for node in nodes:
             _end_waits(node, end_ns)
         cycles = self.cycles(nodes)
-        failures = _order_failures([f for n in nodes for f in n.failures])
         trace_ids = {s["trace_id"] for s in spans} | {log["trace_id"] for log in logs}
         trace_ids.discard("")
         state = str(self.job["attributes"].get(sc.NODE_STATE, "")) if self.job else ""
@@ -809,6 +808,9 @@ class _Builder:
                 state = sc.STATE_SUCCEEDED
             else:
                 state = sc.UNKNOWN_STATE
+        if state == sc.STATE_SUCCEEDED:
+            self.rendezvous_errors_after_success(nodes)
+        failures = _order_failures([f for n in nodes for f in n.failures])
         run_trace = self.job["trace_id"] if self.job else ""
         if not run_trace:
             node_traces = Counter(
@@ -829,6 +831,24 @@ class _Builder:
             spans=len(spans),
             notes=self.notes(nodes, cycles, spans, other),
         )
+
+    def rendezvous_errors_after_success(self, nodes: list[Node]) -> None:
+        """Rendezvous errors once the first node finished the job's last cycle: exit notes.
+
+        With c10d the store lives in one agent; when it exits, the others' keep-alive
+        or their last look at the rendezvous can fail before they leave themselves.
+        The job had succeeded by then, so these are counted with the exit warnings,
+        not listed as the job's failures.
+        """
+        finished = [n.cycles[-1].end_ns for n in nodes if n.cycles and n.cycles[-1].end_ns]
+        if not finished:
+            return
+        first_done = min(finished)
+        for node in nodes:
+            late = [f for f in node.failures if f.kind == "rendezvous" and f.time_ns >= first_done]
+            for f in late:
+                node.failures.remove(f)
+                self.exit_warnings[f.exc_type.rsplit(".", 1)[-1]] += 1
 
     def failures_from_spans(self, nodes: list[Node]) -> None:
         """Failed worker spans and rendezvous attempts whose ERROR record did not arrive."""
