@@ -684,8 +684,7 @@ class _Builder:
             if log["event_name"].endswith(sc.RDZV_SHUTDOWN):
                 # Not a failure of the job: with c10d it follows most successful
                 # runs (the store's host left first). A note says how many.
-                error = log["attributes"].get(sc.EXCEPTION_TYPE, sc.RENDEZVOUS_FAILURE)
-                self.exit_warnings[str(error).rsplit(".", 1)[-1]] += 1
+                self.exit_warning(log["attributes"].get(sc.EXCEPTION_TYPE, sc.RENDEZVOUS_FAILURE))
             else:
                 self.add_failure(node, log, "rendezvous")
             return None
@@ -845,10 +844,17 @@ class _Builder:
             return
         first_done = min(finished)
         for node in nodes:
-            late = [f for f in node.failures if f.kind == "rendezvous" and f.time_ns >= first_done]
-            for f in late:
-                node.failures.remove(f)
-                self.exit_warnings[f.exc_type.rsplit(".", 1)[-1]] += 1
+            kept = []
+            for f in node.failures:
+                if f.kind == "rendezvous" and f.time_ns >= first_done:
+                    self.exit_warning(f.exc_type)
+                else:
+                    kept.append(f)
+            node.failures = kept
+
+    def exit_warning(self, error_type: object) -> None:
+        """Count a node that could not leave the rendezvous, by its error's class name."""
+        self.exit_warnings[str(error_type).rsplit(".", 1)[-1]] += 1
 
     def failures_from_spans(self, nodes: list[Node]) -> None:
         """Failed worker spans and rendezvous attempts whose ERROR record did not arrive."""
