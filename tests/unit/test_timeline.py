@@ -203,46 +203,54 @@ def test_partial_data_is_noted(received: Received) -> None:
     assert _page_data(render_html([job]))
 
 
-def test_leaving_the_rendezvous_at_exit_is_a_note_not_a_failure(received: Received) -> None:
-    """c10d's store host leaves first; the others' failed shutdown is not the job's failure."""
-    (before,) = build_timelines(received)
-    last = max(received.logs, key=lambda r: r["time_unix_nano"])
-    at_exit = []
-    for i, log in enumerate(received.logs[:2]):
-        record = json.loads(json.dumps(log))
-        record["time_unix_nano"] = last["time_unix_nano"] + 1_000_000 * (i + 1)
-        record["event_name"] = "dynamic_rendezvous.py:DynamicRendezvousHandler.shutdown"
-        record["body"] = "The node 'x' has failed to shutdown the rendezvous 'r' ..."
-        record["attributes"].update(
-            {
-                sc.NODE_STATE: sc.STATE_FAILED,
-                sc.EVENT_KIND: sc.KIND_RENDEZVOUS,
-                sc.EXCEPTION_TYPE: "torch.distributed.elastic.rendezvous.api."
-                "RendezvousConnectionError",
-            }
-        )
-        at_exit.append(record)
-    (job,) = build_timelines(Received(logs=[*received.logs, *at_exit], spans=received.spans))
-    assert len(job.failures) == len(before.failures)
-    assert "2 nodes could not leave the rendezvous at exit (2 RendezvousConnectionError)" in (
-        " | ".join(job.notes)
-    )
-
-
-def _keep_alive_failure(log: LogItem, t_ns: int) -> LogItem:
+def _failed_rendezvous(
+    log: LogItem, t_ns: int, method: str, body: str, message: str | None = None
+) -> LogItem:
+    """A copy of ``log`` as a FAILED ``DynamicRendezvousHandler.<method>`` record."""
     record: LogItem = json.loads(json.dumps(log))
     record["time_unix_nano"] = t_ns
-    record["event_name"] = "dynamic_rendezvous.py:DynamicRendezvousHandler._keep_alive"
-    record["body"] = "The node 'x' has failed to send a keep-alive heartbeat ..."
+    record["event_name"] = f"dynamic_rendezvous.py:DynamicRendezvousHandler.{method}"
+    record["body"] = body
     record["attributes"].update(
         {
             sc.NODE_STATE: sc.STATE_FAILED,
             sc.EVENT_KIND: sc.KIND_RENDEZVOUS,
             sc.EXCEPTION_TYPE: "torch.distributed.elastic.rendezvous.api.RendezvousConnectionError",
-            sc.EXCEPTION_MESSAGE: "The connection to the C10d store has failed.",
         }
     )
+    if message is not None:
+        record["attributes"][sc.EXCEPTION_MESSAGE] = message
     return record
+
+
+def _keep_alive_failure(log: LogItem, t_ns: int) -> LogItem:
+    return _failed_rendezvous(
+        log,
+        t_ns,
+        "_keep_alive",
+        "The node 'x' has failed to send a keep-alive heartbeat ...",
+        "The connection to the C10d store has failed.",
+    )
+
+
+def test_leaving_the_rendezvous_at_exit_is_a_note_not_a_failure(received: Received) -> None:
+    """c10d's store host leaves first; the others' failed shutdown is not the job's failure."""
+    (before,) = build_timelines(received)
+    last = max(received.logs, key=lambda r: r["time_unix_nano"])
+    at_exit = [
+        _failed_rendezvous(
+            log,
+            last["time_unix_nano"] + 1_000_000 * (i + 1),
+            "shutdown",
+            "The node 'x' has failed to shutdown the rendezvous 'r' ...",
+        )
+        for i, log in enumerate(received.logs[:2])
+    ]
+    (job,) = build_timelines(Received(logs=[*received.logs, *at_exit], spans=received.spans))
+    assert len(job.failures) == len(before.failures)
+    assert "2 nodes could not leave the rendezvous at exit (2 RendezvousConnectionError)" in (
+        " | ".join(job.notes)
+    )
 
 
 def test_rendezvous_error_after_the_job_succeeded_is_a_note(received: Received) -> None:

@@ -11,8 +11,9 @@ setup below is still running when the fork happens, every time.
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -49,64 +50,67 @@ def _fork_and_wait(child_ok: Callable[[], bool]) -> tuple[int, float]:
     return os.waitstatus_to_exitcode(status), took
 
 
+@contextmanager
+def _worker_in_setup(rest_of_setup: Callable[[], object]) -> Iterator[_worker.ExportWorker]:
+    """A worker whose setup has begun (and runs ``rest_of_setup``); shut down after."""
+    started = threading.Event()
+
+    def setup(ledger: Ledger) -> _NoStage:
+        started.set()
+        rest_of_setup()
+        return _NoStage()
+
+    worker = _worker.ExportWorker(Settings(), setup=setup)  # type: ignore[arg-type]
+    try:
+        worker.submit("event", time.time_ns())
+        assert started.wait(5)
+        yield worker
+    finally:
+        worker.shutdown(2000)
+
+
 def test_fork_waits_for_the_setup_to_finish(monkeypatch: pytest.MonkeyPatch) -> None:
     # The setup submits to a thread pool, as the SDK's Resource.create does: the pool's
     # own fork hook takes the lock submit() needs, so if it ran before ours the fork
     # would wait for a setup that cannot finish until the bound ran out.
     monkeypatch.setattr(_worker, "_FORK_WAIT_S", 10.0)
-    started, done = threading.Event(), threading.Event()
+    done = threading.Event()
 
-    def setup(ledger: Ledger) -> _NoStage:
-        started.set()
+    def rest_of_setup() -> None:
         time.sleep(0.3)
         with ThreadPoolExecutor(1) as pool:
             pool.submit(lambda: None).result(timeout=5)
         done.set()
-        return _NoStage()
 
-    worker = _worker.ExportWorker(Settings(), setup=setup)  # type: ignore[arg-type]
-    try:
-        worker.submit("event", time.time_ns())
-        assert started.wait(5)
+    with _worker_in_setup(rest_of_setup):
         assert not done.is_set()
         code, took = _fork_and_wait(lambda: done.is_set() and not _worker._forked_mid_setup)
         assert code == 0, "the child was forked in the middle of the setup"
         assert took < 5.0, f"the fork waited {took:.1f} s: a hook deadlocked with the setup"
-    finally:
-        worker.shutdown(2000)
 
 
 def test_fork_waits_no_longer_than_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_worker, "_FORK_WAIT_S", 0.2)
-    started, release = threading.Event(), threading.Event()
+    release = threading.Event()
 
-    def setup(ledger: Ledger) -> _NoStage:
-        started.set()
-        release.wait(10)
-        return _NoStage()
+    def child_ok() -> bool:
+        # The child knows why its own setup may fail, and its setup lock is free
+        # (the parent's worker, which held it, does not exist here).
+        return _worker._forked_mid_setup and _worker._setup_lock.acquire(timeout=1)
 
-    worker = _worker.ExportWorker(Settings(), setup=setup)  # type: ignore[arg-type]
-    try:
-        worker.submit("event", time.time_ns())
-        assert started.wait(5)
-
-        def child_ok() -> bool:
-            # The child knows why its own setup may fail, and its setup lock is free
-            # (the parent's worker, which held it, does not exist here).
-            return _worker._forked_mid_setup and _worker._setup_lock.acquire(timeout=1)
-
-        code, took = _fork_and_wait(child_ok)
-        assert code == 0
-        assert 0.2 <= took < 3.0, took
-        # The parent's lock was not taken by the fork: its worker still finishes.
-        release.set()
-        deadline = time.monotonic() + 5
-        while not worker._ready and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert worker._ready
-    finally:
-        release.set()
-        worker.shutdown(2000)
+    with _worker_in_setup(lambda: release.wait(10)) as worker:
+        try:
+            code, took = _fork_and_wait(child_ok)
+            assert code == 0
+            assert 0.2 <= took < 3.0, took
+            # The parent's lock was not taken by the fork: its worker still finishes.
+            release.set()
+            deadline = time.monotonic() + 5
+            while not worker._ready and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert worker._ready
+        finally:
+            release.set()
 
 
 def test_fork_without_a_setup_does_not_wait() -> None:
