@@ -408,6 +408,9 @@ class SpanStateMachine:
         nodes = run.settings.get(NODES)
         if is_int64(nodes):
             run.max_nodes = max(run.max_nodes, nodes)
+        if cycle.rank == 0:
+            # The node that would count lost nodes: its counter exists from now on.
+            self._fact("counts_lost_nodes", run, t_ns, {})
         lost = a.get(sc.LOST_NODES)
         if isinstance(lost, (list, tuple)) and lost:
             self._on_lost(run, cycle, m, t_ns)
