@@ -531,7 +531,8 @@ def _alerts(job: JobTimeline, index: dict[int, int]) -> str:
     for m in job.missing:
         before = f"round {m.before}" if m.before is not None else "the rendezvous still waiting"
         items = ", ".join(
-            f"{_node_link(job, n, index)} (last seen +{(n.end_ns - job.start_ns) / 1e9:.1f}s)"
+            f"{_node_link(job, n, index)} ({_esc(n.left) + ', ' if n.left else ''}"
+            f"last seen +{(n.end_ns - job.start_ns) / 1e9:.1f}s)"
             for n in m.nodes[:cap]
         )
         more = f" ... and {len(m.nodes) - cap:,} more" if len(m.nodes) > cap else ""

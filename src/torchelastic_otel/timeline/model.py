@@ -589,8 +589,18 @@ class _Builder:
                 node.left = f"lost ({reason})" if reason else "lost"
             if _span_kind(s["name"]) == sc.CYCLE_NODE_SPAN:
                 round_ = _int(a.get(sc.ROUND))
-                if round_ is None or node.cycle(round_) is None:
+                own = node.cycle(round_) if round_ is not None else None
+                if own is None or not own.has_span:
+                    # Its own records (up to its death) made a part without a span:
+                    # the survivor's span says how it ended; the records keep the workers.
+                    if own is not None:
+                        node.cycles.remove(own)
                     self.add_part_span(s, node)
+                    if own is not None and round_ is not None:
+                        part = node.cycle(round_)
+                        assert part is not None
+                        part.workers.extend(own.workers)
+                        part.start_ns = min(part.start_ns, own.start_ns)
             elif node.state == sc.UNKNOWN_STATE:
                 node.state = sc.STATE_LOST
                 node.end_ns = max(node.end_ns, s["end"])

@@ -45,12 +45,16 @@ _OUTCOME_STYLE = {
     sc.OUTCOME_FAILED: "red",
     sc.OUTCOME_RESTARTED: "yellow",
     sc.OUTCOME_UNFINISHED: "dim",
+    sc.OUTCOME_TERMINATED: "yellow",
+    sc.OUTCOME_LOST: "bold red",
 }
 _OUTCOME_MARK = {
     sc.OUTCOME_SUCCEEDED: "✓",
     sc.OUTCOME_FAILED: "✗",
     sc.OUTCOME_RESTARTED: "↻",
     sc.OUTCOME_UNFINISHED: "…",
+    sc.OUTCOME_TERMINATED: "⊘",
+    sc.OUTCOME_LOST: "†",
 }
 _WORKER_STYLE = {
     "failed": ("━", "red", "✗", "bold red"),
@@ -173,6 +177,9 @@ def _cycle_row(job: JobTimeline, scale: _Scale) -> _Row:
 def _lane_block(node: Node, scale: _Scale) -> list[Text]:
     head = Text(node.title, style="bold")
     head.append(f"  {node.state}", style=_STATE_STYLE.get(node.state, "yellow"))
+    if node.left:
+        lost = node.left.startswith("lost")
+        head.append(f"  {node.left}", style="bold red" if lost else "yellow")
     if node.waiting is not None:
         head.append("  waiting in a rendezvous", style="bold yellow")
     rows = [head, _rendezvous_row(node, scale).text("rendezvous", "bold")]
@@ -379,7 +386,13 @@ def _node_lists(job: JobTimeline, cap: int) -> list[RenderableType]:
             style="bold red",
         )
         line.append(
-            _capped([f"{n.short} (last seen {_at(job, n.end_ns)})" for n in m.nodes], cap),
+            _capped(
+                [
+                    f"{n.short} ({n.left + ', ' if n.left else ''}last seen {_at(job, n.end_ns)})"
+                    for n in m.nodes
+                ],
+                cap,
+            ),
             style="red",
         )
         out.append(line)
