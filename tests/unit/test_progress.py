@@ -158,7 +158,7 @@ def test_a_worker_that_stalls_during_a_stall_joins_it(tmp_path: Path) -> None:
 def test_a_worker_that_never_stepped_is_not_watched(tmp_path: Path) -> None:
     job = Job(tmp_path, [0, 1])
     assert job.run(3600) == []  # start-up, or a loop that reports nothing
-    assert job.watcher.snapshot.workers == ()
+    assert not job.watcher.snapshot.workers
     assert job.watcher.snapshot.stalled == {"job-1": 0}
     job.step(1)
     assert job.watcher.poll() == []
@@ -179,7 +179,7 @@ def test_timeout_zero_turns_watching_off(tmp_path: Path) -> None:
     job.step()
     assert not job.watcher.enabled
     assert job.run(3600) == []
-    assert job.watcher.snapshot.workers == ()
+    assert not job.watcher.snapshot.workers
 
 
 def test_a_new_cycle_replaces_the_watched_workers_and_ends_their_stall(tmp_path: Path) -> None:
