@@ -166,6 +166,28 @@ def test_a_worker_that_never_stepped_is_not_watched(tmp_path: Path) -> None:
     assert _names(job.run(60)) == [sc.STALL_EVENT]
 
 
+def test_a_worker_that_resumes_and_exits_between_two_polls_resumed(tmp_path: Path) -> None:
+    job = Job(tmp_path, [0])
+    job.run(10, stepping=(0,))
+    assert _names(job.run(60)) == [sc.STALL_EVENT]
+    for _ in range(20):
+        job.step(0)
+    job.workers[0].finish()
+    (resumed,) = job.run(1)
+    assert resumed.event_name == sc.PROGRESS_RESUMED_EVENT
+    assert resumed.attributes[sc.PROGRESS_STEP] == 30
+
+
+def test_a_worker_that_exits_stalled_ends_its_stall_without_a_record(tmp_path: Path) -> None:
+    job = Job(tmp_path, [0])
+    job.run(10, stepping=(0,))
+    assert _names(job.run(60)) == [sc.STALL_EVENT]
+    job.workers[0].finish()
+    assert job.run(1) == []  # nothing resumed
+    assert len(job.stalls) == 1
+    assert job.watcher.snapshot.stalled == {"job-1": 0}
+
+
 def test_a_worker_that_exited_is_not_stalled(tmp_path: Path) -> None:
     job = Job(tmp_path, [0, 1])
     job.run(10, stepping=(0, 1))

@@ -244,7 +244,7 @@ class ProgressWatcher:
             # Over: its workers stepped again (a record), or exited (none: nothing resumed).
             end = node.resumed_at or now
             if node.resumed_at:
-                records.append(self._resumed_record(node, watched, end))
+                records.append(self._resumed_record(node, end))
             self._stall_ended(node, end)
         return records
 
@@ -307,10 +307,11 @@ class ProgressWatcher:
             node, sc.STALL_EVENT, sc.SEVERITY_WARN, sc.STATE_STALLED, body, attributes
         )
 
-    def _resumed_record(self, node: _Node, watched: list[_Worker], end: float) -> MappedEvent:
+    def _resumed_record(self, node: _Node, end: float) -> MappedEvent:
         stalled_for = max(0.0, end - node.stall_since)
         ranks = node.stall_ranks
-        steps = [w.step for w in watched if w.spec.global_rank in ranks]
+        # Exited workers too: one may step again and exit between two polls.
+        steps = [w.step for w in node.workers if w.spec.global_rank in ranks]
         step = min(steps) if steps else 0
         body = (
             f"{_ranks(ranks)} of node {node.node_rank} made progress again "
