@@ -20,6 +20,8 @@ import pytest
 from tests.support.collector import RealCollector
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.job import JobResult, run_job
+from torchelastic_otel.timeline.goodput import describe
+from torchelastic_otel.timeline.model import build_timelines
 
 pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e tests skipped")
 
@@ -145,6 +147,17 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
             15,
             lambda: _points(collector, run_id, sc.METRIC_WORKERS_STALLED)[-4:],
         )
+        # Rank 0 waits in all_reduce: its node stalls too (each agent polls on its own
+        # schedule, so its record may come a second later).
+        _wait(
+            "a stall record from each node",
+            lambda: (
+                {r["attributes"][sc.RANK] for r in _records(collector, run_id, sc.STALL_EVENT)}
+                == {0, 1}
+            ),
+            STALL_TIMEOUT_S + 30,
+            lambda: _records(collector, run_id, sc.STALL_EVENT),
+        )
         idle = [
             p
             for p in _points(collector, run_id, sc.METRIC_PROGRESS_IDLE)
@@ -169,11 +182,28 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
     assert jobs, "the job did not end"
     job = jobs[0]
     assert job.returncodes == [0, 0], "\n".join(o[-3000:] for o in job.outputs)
-    # One stall per node (rank 0 waited in all_reduce: its node stalled too), none
-    # before rank 1 stopped: normal progress is never a stall.
+    # One stall per node, none before rank 1 stopped: normal progress is never a stall.
     stalls = _records(collector, run_id, sc.STALL_EVENT)
     assert sorted(r["attributes"][sc.RANK] for r in stalls) == [0, 1], stalls
     assert all(r["time_unix_nano"] / 1e9 >= stopped_at + STALL_TIMEOUT_S - 1 for r in stalls)
     goodput = _points(collector, run_id, sc.METRIC_GOODPUT)
     assert goodput
     assert all(0 <= p["value"] <= 1 for p in goodput)
+    # The timeline charges the stall to the cycle (rank 0's job span comes last).
+    _wait(
+        "the job span",
+        lambda: any(
+            s["name"] == sc.JOB_SPAN and s["attributes"].get(sc.RUN_ID) == run_id
+            for s in list(collector.received.spans)
+        ),
+        20,
+        lambda: len(collector.received.spans),
+    )
+    time.sleep(1.0)  # the other node's last batch
+    with collector.received.lock:
+        (timeline,) = build_timelines(collector.received, run_id)
+    assert timeline.goodput is not None
+    (cycle,) = timeline.goodput.cycles
+    assert cycle.stalls >= 1
+    assert STALL_TIMEOUT_S <= cycle.stalled_s <= cycle.working_s
+    assert "stalled" in describe(timeline.goodput)
