@@ -457,6 +457,12 @@ METRICS: dict[str, tuple[str, str]] = {
         "torchelastic_worker_startup_duration_seconds",
         "histogram",
     ),
+    "torchelastic.worker.progress.step": ("torchelastic_worker_progress_step", "gauge"),
+    "torchelastic.worker.progress.idle": ("torchelastic_worker_progress_idle_seconds", "gauge"),
+    "torchelastic.workers.stalled": ("torchelastic_workers_stalled", "gauge"),
+    # Unit "1" on a gauge: Prometheus 3's OTLP translation adds _ratio (a scrape of
+    # OTEL_METRICS_EXPORTER=prometheus does not: torchelastic_goodput).
+    "torchelastic.goodput": ("torchelastic_goodput_ratio", "gauge"),
 }
 
 
@@ -485,7 +491,9 @@ def _promql(dashboard: Any) -> list[str]:
 
 def test_promql_uses_only_exported_metrics(dashboard: Any) -> None:
     exprs = _promql(dashboard)
-    used = {n for e in exprs for n in re.findall(r"\b(torchelastic_[a-z0-9_]+)\b", e)}
+    # Label names (in `by (...)`, such as torchelastic_local_rank) are no metric names.
+    names = [re.sub(r"\bby \([^)]*\)", "", e) for e in exprs]
+    used = {n for e in names for n in re.findall(r"\b(torchelastic_[a-z0-9_]+)\b", e)}
     assert used - prometheus_series_names() == set()
     # Histograms are read through their buckets; counters through rate/increase.
     for expr in exprs:
@@ -508,6 +516,7 @@ def test_alerts_name_the_job_and_say_what_to_do() -> None:
         "TorchelasticRendezvousStalled",
         "TorchelasticRestartBudgetLow",
         "TorchelasticWorkerFailures",
+        "TorchelasticStalledProgress",
     }
     for rule in rules:
         assert "run_id" in rule["expr"], rule["alert"]
@@ -534,7 +543,7 @@ def _promtool(*args: str) -> str:
 
 
 def test_promtool_checks_and_unit_tests_the_alerts() -> None:
-    assert "SUCCESS: 6 rules found" in _promtool("check", "rules", "alerts.yaml")
+    assert "SUCCESS: 7 rules found" in _promtool("check", "rules", "alerts.yaml")
     assert "SUCCESS" in _promtool("test", "rules", "alerts.test.yaml")
 
 
