@@ -93,7 +93,7 @@ def main() -> None:
             gc.enable()
         assert progress.read(open(path, "rb").read()) is not None  # noqa: SIM115
 
-    base, hooked = statistics.median(without), statistics.median(with_hook)
+    base, with_median = statistics.median(without), statistics.median(with_hook)
     added = statistics.median(h - w for h, w in zip(with_hook, without, strict=True))
     # Load on a shared machine only ever adds time: the fastest blocks are the least
     # disturbed, and their difference is the steadiest estimate there.
@@ -101,9 +101,9 @@ def main() -> None:
     results = {
         "hook_added_us_best_blocks": added_best / 1000,
         "optimizer_step_no_hook_us": base / 1000,
-        "optimizer_step_with_hook_us": hooked / 1000,
+        "optimizer_step_with_hook_us": with_median / 1000,
         "hook_added_us_per_step": added / 1000,
-        "hook_ratio": hooked / base,
+        "hook_ratio": with_median / base,
         "hook_call_alone_us": statistics.median(hook_alone) / 1000,
         "progress_step_us": statistics.median(public) / 1000,
         "progress_step_no_file_us": statistics.median(no_file) / 1000,
