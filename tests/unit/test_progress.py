@@ -7,6 +7,7 @@ test waits for time to pass.
 
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -292,25 +293,47 @@ def test_the_bootstrap_chains_to_the_sitecustomize_it_shadows(tmp_path: Path) ->
         assert proc.stdout.split() == ["theirs", "ran", str(ours)], proc.stderr
 
 
+def _fake_torch(root: Path) -> None:
+    """A ``torch`` with just torch's global optimizer step post-hooks (imports in ms)."""
+    optim = root / "torch" / "optim"
+    optim.mkdir(parents=True)
+    (root / "torch" / "__init__.py").write_text("")
+    (optim / "__init__.py").write_text("from torch.optim.optimizer import Optimizer\n")
+    (optim / "optimizer.py").write_text(
+        textwrap.dedent(
+            """
+            _hooks = []
+            def register_optimizer_step_post_hook(hook):
+                _hooks.append(hook)
+            class Optimizer:
+                def step(self):
+                    for hook in _hooks:
+                        hook(self, (), {})
+            """
+        )
+    )
+
+
 def test_the_bootstrap_counts_optimizer_steps_lazily(tmp_path: Path) -> None:
-    pytest.importorskip("torch.optim")
+    """With a stand-in torch; the real one is counted end to end (tests/e2e/test_stall.py)."""
+    _fake_torch(tmp_path / "site")
     path = str(tmp_path / "p")
     progress.create(path)
-    pythonpath = integration.with_bootstrap(os.pathsep.join(_src()))
+    pythonpath = integration.with_bootstrap(os.pathsep.join([*_src(), str(tmp_path / "site")]))
     code = textwrap.dedent(
         """
         import sys
         assert "torch" not in sys.modules  # not imported because of us
-        import torch
-        model = torch.nn.Linear(2, 1)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        assert "torchelastic_otel.progress" not in sys.modules  # nor are we, yet
+        import torch.optim
+        optimizer = torch.optim.Optimizer()
         for _ in range(3):
-            opt.zero_grad(); model(torch.ones(2)).sum().backward(); opt.step()
+            optimizer.step()
         print("stepped")
         """
     )
     env = {**os.environ, progress.PROGRESS_FILE: path, "PYTHONPATH": pythonpath}
-    proc = run_python(code, env=env, timeout=120)
+    proc = run_python(code, env=env, timeout=60)
     assert "stepped" in proc.stdout, proc.stderr
     step, _, finished = progress.read(Path(path).read_bytes()) or (0, 0.0, False)
     assert (step, finished) == (3, True)
@@ -366,3 +389,71 @@ def test_stall_timeout_setting(caplog: pytest.LogCaptureFixture) -> None:
     for bad in ("-1", "soon", "inf", "nan"):
         assert settings.from_env({name: bad}).stall_timeout_s == 300.0
         assert f"ignoring {name}={bad!r}" in caplog.text
+
+
+# --- on the export worker ----------------------------------------------------------------
+
+
+def test_the_export_worker_writes_the_records_and_the_gauges(tmp_path: Path) -> None:
+    """Through a real pipeline: each flush is a tick that reads the files."""
+    import time
+
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tests.support.memory import MemoryMetricExporter
+    from torchelastic_otel import otel
+
+    logs, metrics = InMemoryLogRecordExporter(), MemoryMetricExporter()  # type: ignore[no-untyped-call]
+    pipeline = otel.Pipeline(
+        settings.Settings(
+            schedule_delay_ms=10,
+            metric_export_interval_ms=10,
+            use_global_providers=False,
+            stall_timeout_s=60,
+        ),
+        log_exporter=logs,
+        span_exporter=InMemorySpanExporter(),
+        metric_exporter=metrics,
+    )
+    path = str(tmp_path / "p")
+    progress.create(path)
+    # A step 100 s ago (monotonic clocks are the same in every process of a host).
+    progress.Reporter(path, clock=lambda: time.monotonic() - 100).step(7)
+
+    def wait(what: str, check: Callable[[], bool]) -> None:
+        """The worker's own ticks (every 10 ms here) read the files: wait, bounded."""
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, f"no {what} in 30 s"
+            time.sleep(0.02)
+
+    def names() -> list[Any]:
+        return [r.log_record.event_name for r in logs.get_finished_logs()]
+
+    def gauge(name: str) -> list[Any]:
+        return [(p.value, p.attributes) for p in metrics.points().get(name, [])]
+
+    with otel.use(pipeline):
+        pipeline.submit(ProgressWatch("job-9", 2, (WatchedWorker(1, 5, path),)), time.time_ns())
+        wait("stall record", lambda: names() == [sc.STALL_EVENT])
+        (stall,) = [r.log_record for r in logs.get_finished_logs()]
+        assert stall.attributes is not None
+        assert stall.attributes[sc.STALLED_RANKS] == (5,)
+        assert stall.attributes[sc.RANK] == 2
+        attrs = {sc.RUN_ID: "job-9", sc.LOCAL_RANK: 1}
+        wait(
+            "stalled gauge", lambda: gauge(sc.METRIC_WORKERS_STALLED) == [(1, {sc.RUN_ID: "job-9"})]
+        )
+        assert gauge(sc.METRIC_PROGRESS_STEP) == [(7, attrs)]
+        assert gauge(sc.METRIC_PROGRESS_IDLE)[0][0] >= 100
+        progress.Reporter(path).step(8)  # now
+        wait("resumed record", lambda: names() == [sc.STALL_EVENT, sc.PROGRESS_RESUMED_EVENT])
+        wait(
+            "stalled gauge at 0",
+            lambda: gauge(sc.METRIC_WORKERS_STALLED) == [(0, {sc.RUN_ID: "job-9"})],
+        )
+        assert gauge(sc.METRIC_PROGRESS_STEP) == [(8, attrs)]
+        # Records that stand for no event: the books count events only.
+        assert otel.exported_counts()["logs"] == 0
+        assert not any(otel.drop_counts().values())
