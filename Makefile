@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_record.py --json benchmarks/results-record.json
 	$(PY) benchmarks/bench_pipeline.py --json benchmarks/results-pipeline.json
 	$(PY) benchmarks/bench_job.py --json benchmarks/results-job.json
+	$(PY) benchmarks/bench_progress.py --json benchmarks/results-progress.json
 	$(PY) benchmarks/bench_scale.py --nodes 16 256 1024 --workers 8 --restarts 3 \
 		--json benchmarks/results-scale.json
 	$(PY) benchmarks/report.py benchmarks/results-events.json \

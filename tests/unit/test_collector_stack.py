@@ -461,7 +461,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "torchelastic.worker.progress.step": ("torchelastic_worker_progress_step", "gauge"),
     "torchelastic.worker.progress.idle": ("torchelastic_worker_progress_idle_seconds", "gauge"),
     "torchelastic.workers.stalled": ("torchelastic_workers_stalled", "gauge"),
-    "torchelastic.goodput": ("torchelastic_goodput", "gauge"),
+    # Unit "1" on a gauge: Prometheus 3's OTLP translation adds _ratio (a scrape of
+    # OTEL_METRICS_EXPORTER=prometheus does not: torchelastic_goodput).
+    "torchelastic.goodput": ("torchelastic_goodput_ratio", "gauge"),
 }
 
 
@@ -515,6 +517,7 @@ def test_alerts_name_the_job_and_say_what_to_do() -> None:
         "TorchelasticRendezvousStalled",
         "TorchelasticRestartBudgetLow",
         "TorchelasticWorkerFailures",
+        "TorchelasticStalledProgress",
     }
     for rule in rules:
         assert "run_id" in rule["expr"], rule["alert"]
@@ -541,7 +544,7 @@ def _promtool(*args: str) -> str:
 
 
 def test_promtool_checks_and_unit_tests_the_alerts() -> None:
-    assert "SUCCESS: 7 rules found" in _promtool("check", "rules", "alerts.yaml")
+    assert "SUCCESS: 8 rules found" in _promtool("check", "rules", "alerts.yaml")
     assert "SUCCESS" in _promtool("test", "rules", "alerts.test.yaml")
 
 

@@ -135,3 +135,15 @@ TORCHELASTIC_OTEL_TRACE_SHARD_NODES = "TORCHELASTIC_OTEL_TRACE_SHARD_NODES"
 shard traces by node rank, so that no trace passes Grafana Tempo's default 5 MB or the
 ~10,000 spans Jaeger's UI handles, at any job size. Every node of a job must use the
 same value (the ids are derived from it). ``0``: never split."""
+
+TORCHELASTIC_OTEL_STALL_TIMEOUT_S = "TORCHELASTIC_OTEL_STALL_TIMEOUT_S"
+"""Seconds a worker may go without a training step before its agent reports it
+stalled (default 300); ``0`` turns progress reporting off (workers then start with no
+progress file and no bootstrap on ``PYTHONPATH``). Under torchrun with the ``otel``
+destination, each worker counts its ``optimizer.step()`` calls (or its
+``torchelastic_otel.progress.step()`` calls) and the agent watches the count from a
+worker's first step on. 300 s leaves room for a checkpoint save or an evaluation
+pass, and is half NCCL's default collective timeout (10 min): a hang is reported
+before torch gives up on it. A longer pause without steps is reported too (and its
+end): raise the timeout above your longest such phase. The agent passes each worker
+its file in ``TORCHELASTIC_OTEL_PROGRESS_FILE`` (set by the agent, not by users)."""

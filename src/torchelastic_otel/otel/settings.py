@@ -59,6 +59,7 @@ class Settings:
     prometheus_host: str = "localhost"
     prometheus_port: int = 9464
     trace_shard_nodes: int = 2000
+    stall_timeout_s: float = 300.0
 
     def with_overrides(self, **overrides: Any) -> "Settings":
         """A copy with the non-``None`` overrides applied."""
@@ -133,6 +134,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         trace_shard_nodes=_positive_int(
             env, ev.TORCHELASTIC_OTEL_TRACE_SHARD_NODES, default.trace_shard_nodes, zero=True
+        ),
+        stall_timeout_s=_seconds(
+            env, ev.TORCHELASTIC_OTEL_STALL_TIMEOUT_S, default.stall_timeout_s
         ),
     )
 
@@ -292,6 +296,21 @@ def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     _log.warning("ignoring %s=%r: not true or false; using %s", name, value, str(default).lower())
+    return default
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds (fractions allowed)."""
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = -1.0
+    if 0 <= number < float("inf"):
+        return number
+    _log.warning("ignoring %s=%r: not a number of seconds >= 0; using %g", name, value, default)
     return default
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.timeline import goodput
 from torchelastic_otel.timeline.model import (
     LATE_JOIN_S,
     Attempt,
@@ -239,13 +240,16 @@ def _header(job: JobTimeline) -> list[RenderableType]:
     ]
     if job.waiting:
         parts.append(f"{_plural(len(job.waiting), 'node')} waiting")
-    return [
-        Text(" · ".join(parts), style="bold"),
+    lines: list[RenderableType] = [Text(" · ".join(parts), style="bold")]
+    if job.goodput is not None and job.goodput.wall_s > 0:
+        lines.append(Text(goodput.describe(job.goodput, LIST_CAP)))
+    lines.append(
         Text(
             f"run trace {job.trace_id or '?'}  ·  {job.records:,} records, {job.spans:,} spans",
             style="dim",
-        ),
-    ]
+        )
+    )
+    return lines
 
 
 def _at(job: JobTimeline, t_ns: int) -> str:
