@@ -193,7 +193,9 @@ def test_versions_env_matches_the_builder_manifest() -> None:
             assert version == "v1.0.0", module  # stable: v1.0.0 is contrib v0.161.0
         else:
             assert version == env["OTELCOL_VERSION"], module
-    # Only components the configs use (plus what they need); nothing else.
+    # Only components the configs use (plus what they need, and the remote-write
+    # exporter tests/e2e/test_dashboard_real_job.py feeds Debian's Prometheus with);
+    # nothing else.
     names = {m.rsplit("/", 1)[1] for m, _ in modules}
     assert names == {
         "otlpreceiver",
@@ -206,6 +208,7 @@ def test_versions_env_matches_the_builder_manifest() -> None:
         "otlphttpexporter",
         "debugexporter",
         "loadbalancingexporter",
+        "prometheusremotewriteexporter",
         "healthcheckextension",
         "envprovider",
         "fileprovider",
