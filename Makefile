@@ -52,11 +52,13 @@ test: lint $(STAMP) collector
 		$(PY) -m pytest
 	$(MAKE) --no-print-directory unit-no-torch
 
-# The real collector in front of real Jaeger v2 and Prometheus 3.
+# The real collector in front of real Jaeger v2 and Prometheus 3 (the dashboard's
+# queries too, on Prometheus 3's own OTLP translation).
 stack-test: $(STAMP) stack-build
-	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,jaeger,prometheus,promtool \
+	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,jaeger,prometheus,promtool,grafana-foundation-sdk \
 		$(PY) -m pytest -p no:cacheprovider tests/integration/test_real_collector.py \
-		tests/unit/test_collector_stack.py tests/unit/test_kubernetes.py
+		tests/e2e/test_dashboard_real_job.py tests/unit/test_collector_stack.py \
+		tests/unit/test_kubernetes.py
 
 # The Grafana dashboard, generated from semconv (commit the JSON it writes).
 dashboards: $(STAMP)

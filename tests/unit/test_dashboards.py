@@ -81,3 +81,17 @@ def test_layout_and_data_sources() -> None:
         in compose["services"]["grafana"]["volumes"]
     )
     json.dumps(board)  # plain JSON all the way down
+
+
+def test_the_json_reads_back_as_grafana_11_4_models() -> None:
+    """The SDK's typed models for Grafana 11.4 decode the file and keep every query."""
+    generator()
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    register_default_plugins()
+    board = dashboard()
+    again = json.loads(JSONEncoder().encode(Dashboard.from_json(board)))
+    assert queries(again) == queries(board)
+    assert [p["title"] for p in again["panels"]] == [p["title"] for p in board["panels"]]
