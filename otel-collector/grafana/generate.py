@@ -157,9 +157,14 @@ NODE_LEGEND: Final = "{{host_name}} {{instance}}"
 RUN_FILTER: Final = f'{sc.RUN_ID}=~"{RUN}"'
 
 
-def series(metric: str, suffix: str = "", extra: str = "") -> str:
-    """``<prometheus name><suffix>{run_id=~"$run_id"<extra>}``."""
-    return f"{prometheus_name(metric)}{suffix}{{{RUN_FILTER}{extra}}}"
+def series(metric: str, suffix: str = "") -> str:
+    """``<prometheus name><suffix>{run_id=~"$run_id"}``."""
+    return f"{prometheus_name(metric)}{suffix}{{{RUN_FILTER}}}"
+
+
+def legend(label: str) -> str:
+    """A legend placeholder for the Prometheus label of attribute ``label``."""
+    return "{{" + prometheus_label(label) + "}}"
 
 
 def increase_or_new(metric: str, by: str, window: str) -> str:
@@ -341,7 +346,7 @@ def timeline_row() -> list[Placed]:
         )
         .datasource(PROMETHEUS)
         .with_target(_prom(node_state_query(), "A", NODE_LEGEND))
-        .with_target(_prom(lost_state_query(), "B", "lost: {{torchelastic_lost_reason}}"))
+        .with_target(_prom(lost_state_query(), "B", "lost: " + legend(sc.LOST_REASON)))
         .mappings([states])
         .color_scheme(gd.FieldColor().mode(md.FieldColorModeId.THRESHOLDS))
         .show_value(mcommon.VisibilityMode.NEVER)
@@ -417,7 +422,7 @@ def timeline_row() -> list[Placed]:
         _prom(
             increase_or_new(sc.METRIC_NODES_LOST, prometheus_label(sc.LOST_REASON), RATE),
             "A",
-            "lost: {{torchelastic_lost_reason}}",
+            "lost: " + legend(sc.LOST_REASON),
         ),
         _prom(
             f"max by ({NODE}) ({series(sc.METRIC_WORKERS_STALLED)})",
@@ -525,14 +530,14 @@ def overview_row() -> list[Placed]:
             _prom(
                 increase_or_new(sc.METRIC_WORKER_FAILURES, prometheus_label(sc.ERROR_TYPE), RATE),
                 "A",
-                "worker {{error_type}}",
+                "worker " + legend(sc.ERROR_TYPE),
             ),
             _prom(
                 increase_or_new(
                     sc.METRIC_RENDEZVOUS_FAILURES, prometheus_label(sc.ERROR_TYPE), RATE
                 ),
                 "B",
-                "rendezvous {{error_type}}",
+                "rendezvous " + legend(sc.ERROR_TYPE),
             ),
         ),
         stacked=True,
@@ -586,7 +591,7 @@ def progress_row() -> list[Placed]:
         _prom(
             f"max by ({NODE}, {prometheus_label(sc.LOCAL_RANK)}) "
             f"({series(sc.METRIC_PROGRESS_STEP)})",
-            legend=NODE_LEGEND + " local rank {{torchelastic_local_rank}}",
+            legend=NODE_LEGEND + " local rank " + legend(sc.LOCAL_RANK),
         ),
     )
     idle = _timeseries(
@@ -597,7 +602,7 @@ def progress_row() -> list[Placed]:
         _prom(
             f"max by ({NODE}, {prometheus_label(sc.LOCAL_RANK)}) "
             f"({series(sc.METRIC_PROGRESS_IDLE)})",
-            legend=NODE_LEGEND + " local rank {{torchelastic_local_rank}}",
+            legend=NODE_LEGEND + " local rank " + legend(sc.LOCAL_RANK),
         ),
     )
     events = _logs(
