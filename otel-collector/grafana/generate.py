@@ -167,15 +167,17 @@ def legend(label: str) -> str:
     return "{{" + prometheus_label(label) + "}}"
 
 
-def increase_or_new(metric: str, by: str, window: str) -> str:
+def increase_or_new(metric: str, by: str, window: str, suffix: str = "") -> str:
     """How much a counter grew in ``window``, counting a series that starts inside it.
 
     A counter with a per-failure attribute (``error.type``, ``torchelastic.lost.reason``)
-    has no series until its first failure and starts at 1: ``increase()`` needs two
-    samples and misses that first step. Added here: the first value of every series
-    that did not exist ``window`` ago (PromQL's ``or`` keeps the left side's groups).
+    has no series until its first failure and starts at 1, and a histogram's series
+    start at their first observation: ``increase()`` needs two samples and misses
+    that first step (a run's first rendezvous, its first failure). Added here: the
+    first value of every series that did not exist ``window`` ago (PromQL's ``or``
+    keeps the left side's groups).
     """
-    s = series(metric)
+    s = series(metric, suffix)
     grew = f"sum by ({by}) (increase({s}[{window}]))"
     born = f"sum by ({by}) (min_over_time({s}[{window}]) unless {s} offset {window})"
     return f"(({grew} + {born}) or {grew} or {born})"
@@ -467,8 +469,9 @@ def overview_row() -> list[Placed]:
         "others joined last: the others waited for it.",
         "s",
         _prom(
-            f"histogram_quantile(0.9, sum by ({NODE}, le) "
-            f"(rate({series(sc.METRIC_RENDEZVOUS_DURATION, '_bucket')}[{RATE}])))",
+            "histogram_quantile(0.9, "
+            + increase_or_new(sc.METRIC_RENDEZVOUS_DURATION, f"{NODE}, le", RATE, "_bucket")
+            + ")",
             legend=NODE_LEGEND,
         ),
     )
@@ -549,8 +552,9 @@ def overview_row() -> list[Placed]:
         f"heartbeat rate per node ({prometheus_name(sc.METRIC_RENDEZVOUS_HEARTBEATS)}).",
         "short",
         _prom(
-            "histogram_quantile(0.9, sum by (le) "
-            f"(rate({series(sc.METRIC_WORKER_STARTUP, '_bucket')}[{RATE}])))",
+            "histogram_quantile(0.9, "
+            + increase_or_new(sc.METRIC_WORKER_STARTUP, "le", RATE, "_bucket")
+            + ")",
             "A",
             "start-up p90 (s)",
         ),

@@ -29,6 +29,7 @@ generator's output):
   except the lost-node and stall names of ``NOT_IN_A_CRASH_JOB``.
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -288,6 +289,16 @@ def test_the_panels_tell_what_happened(job: Job) -> None:
     assert _one(("Restarts left", "A"), job) == [0.0]
     assert _one(("Restarts left", "B"), job) == [1.0]
     assert _one(("Nodes in rendezvous now", "A"), job) == [0.0]
+    # Histograms too: over the whole run, every rendezvous (2 rounds x 2 nodes),
+    # the first round's included although its series start at its observation
+    # (increase() alone sees the second round only).
+    gen = generator()
+    whole = Query("", "", "prometheus", "", instant=True)
+    plain = f"sum(increase({gen.series(sc.METRIC_RENDEZVOUS_DURATION, '_count')}[$__range]))"
+    born = gen.increase_or_new(sc.METRIC_RENDEZVOUS_DURATION, sc.RUN_ID, "$__range", "_count")
+    (seen_plain,) = _values(_run(dataclasses.replace(whole, text=plain), job))
+    (seen_born,) = _values(_run(dataclasses.replace(whole, text=born), job))
+    assert seen_plain < 3 and round(seen_born) == 4, (seen_plain, seen_born)
     by_type = job.prometheus.query_range(
         _promql(next(q for q in _prometheus_queries() if q.panel == "Failures by type"), job),
         job.start - 5,
@@ -304,7 +315,6 @@ def test_the_panels_tell_what_happened(job: Job) -> None:
     )
     assert len({s["metric"]["instance"] for s in states}) == 2, states
     seen = set(_values(states))
-    gen = generator()
     assert seen <= set(gen.STATES), seen
     assert {gen.STATE_RUNNING, gen.STATE_FAILED} <= seen, seen
     failed_nodes = {s["metric"]["instance"] for s in states if gen.STATE_FAILED in _values([s])}
