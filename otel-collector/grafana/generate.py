@@ -640,7 +640,8 @@ def rendezvous_dashboard() -> md.Dashboard:
         .label(sc.RUN_ID)
         .description("The run (--rdzv-id); several, or All.")
         .datasource(PROMETHEUS)
-        .query(f"label_values({prometheus_name(sc.METRIC_RESTART_LIMIT)}, {sc.RUN_ID})")
+        # The waiting gauge: every node has it from its first rendezvous on.
+        .query(f"label_values({prometheus_name(sc.METRIC_RENDEZVOUS_ACTIVE)}, {sc.RUN_ID})")
         .refresh(md.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(md.VariableSort.ALPHABETICAL_DESC)
         .multi(True)
