@@ -145,10 +145,12 @@ class MetricsRecorder:
         def observe_limit(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(limit, {sc.RUN_ID: run}) for run, (_, limit) in budget().items()]
 
+        # "{node}", not "1": Prometheus 3's OTLP translation appends _ratio to a
+        # gauge in "1" and the scrape exporter does not; one name for both ways in.
         meter.create_observable_gauge(
             sc.METRIC_RENDEZVOUS_ACTIVE,
             [observe_waiting],
-            unit="1",
+            unit="{node}",
             description="1 while the node waits in a rendezvous, else 0",
         )
         meter.create_observable_gauge(
