@@ -23,6 +23,11 @@ DROP_REASONS = (
     "shutdown_spans",  # spans, likewise
     "shutdown_metrics",  # metric exports (collections), likewise
     "disabled",  # events: the export path could not start (see its warning)
+    # An unexpected error on the export thread (a bug here or upstream; one warning
+    # says which step): what that step held is lost, at least one per failure.
+    "internal_error_logs",  # events of a batch whose export raised
+    "internal_error_spans",  # spans likewise, or the spans left open when ending them raised
+    "internal_error_metrics",  # metric collections likewise, or a collection that raised
 )
 
 SIGNALS = ("logs", "spans", "metrics")

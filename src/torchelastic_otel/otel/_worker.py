@@ -5,7 +5,10 @@ never touches the network, the OpenTelemetry SDK or a lock. The worker thread
 builds its :class:`~torchelastic_otel.otel.sinks.Stage` (which imports the SDK),
 hands it every queued item, and exports the stage's batches when one is full,
 every ``schedule_delay_ms``, on :meth:`~ExportWorker.force_flush`, and at exit.
-Every item is either delivered or counted in the :class:`~._ledger.Ledger`.
+Every item is either delivered or counted in the :class:`~._ledger.Ledger`. An
+unexpected error in a step of the thread's loop (a bug here or upstream) loses
+what that step held, counted as ``internal_error_<signal>`` with one warning; the
+thread goes on exporting.
 
 **The exit bound.** :meth:`ExportWorker.shutdown` lets the worker drain and
 export for as long as the collector keeps taking batches, up to a hard cap
@@ -101,6 +104,7 @@ class ExportWorker:
         self._collect_requested = False  # force_flush: collect the metrics once
         self._in_hand = 0  # an item taken off the queue and not yet mapped
         self._invalid_warned = False
+        self._internal_warned = False
 
     # --- the caller's side --------------------------------------------------------------
 
@@ -247,20 +251,49 @@ class ExportWorker:
             self._wake.wait(max(0.0, next_export - time.monotonic()))
             self._wake.clear()
             stopping = self._stop
-            self._drain(stage)
+            self._contain("reading the queue", "logs", self._drain, stage)
             if stopping:
-                stage.finish(time.time_ns())
+                self._contain("ending the open spans", "spans", stage.finish, time.time_ns())
                 self._export(stage, everything=True)
                 return
             if self._flush_requested or time.monotonic() >= next_export:
                 self._flush_requested = False
                 collect, self._collect_requested = self._collect_requested, False
-                stage.tick(time.time_ns(), collect)
+                self._contain("collecting metrics", "metrics", stage.tick, time.time_ns(), collect)
                 self._export(stage, everything=True)
                 next_export = time.monotonic() + delay_s
             else:
                 self._export(stage, everything=False)
-            self.ledger.warn()
+            self._contain("counting losses", None, self.ledger.warn)
+
+    def _contain(
+        self, step: str, signal: str | None, work: Callable[..., object], *args: object
+    ) -> None:
+        """Run one step of the loop; an unexpected error is counted, not fatal.
+
+        This is the only export thread: an exception escaping it would leave every
+        later event queued for nobody (and counted as ``queue_full``). A failed step
+        loses at most what it held, counted as ``internal_error_<signal>``.
+        """
+        try:
+            work(*args)
+        except Exception as e:  # noqa: BLE001 -- counted and warned; the thread goes on
+            self._internal_error(step, e)
+            if signal is not None:
+                self.ledger.drop(f"internal_error_{signal}", 1)
+
+    def _internal_error(self, step: str, e: Exception) -> None:
+        _log.debug("torchelastic-otel: error while %s", step, exc_info=True)
+        if not self._internal_warned:
+            self._internal_warned = True
+            _log.warning(
+                "torchelastic-otel: unexpected error on the export thread while %s: %s: %s "
+                "(exporting goes on; what it held is counted as internal_error_*, "
+                "further errors only counted)",
+                step,
+                type(e).__name__,
+                e,
+            )
 
     def _disable(self) -> None:
         self._closed_reason = "disabled"
@@ -294,7 +327,17 @@ class ExportWorker:
 
     def _export(self, stage: "Stage", everything: bool) -> None:
         for batches in stage.batches:
-            batches.export(everything)
+            try:
+                batches.export(everything)
+            except Exception as e:  # noqa: BLE001 -- one batch is lost, not the thread
+                # The exporter's own failures are counted inside export(); this is
+                # anything else. Drop what the signal held: retrying a batch that
+                # broke the export code would break it again, forever.
+                self._internal_error(f"exporting {batches.signal}", e)
+                with self.ledger.lock:
+                    lost = batches.discard_locked()
+                    self.ledger.in_flight_since = 0.0
+                    self.ledger.drop_locked(f"internal_error_{batches.signal}", max(lost, 1))
         with self._idle:
             self._idle.notify_all()
 

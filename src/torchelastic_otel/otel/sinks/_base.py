@@ -79,6 +79,14 @@ class Batches:
         """The weight of everything held (waiting and in flight); caller holds the lock."""
         return sum(self._weights) + self.in_flight
 
+    def discard_locked(self) -> int:
+        """Forget everything held; return its weight. The caller holds the ledger's lock."""
+        lost = self.held_locked()
+        self._items.clear()
+        self._weights.clear()
+        self.in_flight = 0
+        return lost
+
     def export(self, everything: bool) -> None:
         """Export whole batches (and the last partial one when ``everything``).
 
