@@ -6,8 +6,9 @@ injected with ``monkeypatch`` at the seam where an upstream change would put the
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
@@ -111,3 +112,127 @@ def test_defect2_a_batch_that_breaks_the_export_is_counted_and_the_rest_go_on(
     assert drops == {"internal_error_logs": 1}, (drops, got)
     assert got == [1, 2, 3]
     assert pipeline.exported_counts()["logs"] == 3
+
+
+# --- defect 5: settings parsed in one place ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TORCHELASTIC_OTEL_RDZV_EVENTS", "on", True),
+        ("TORCHELASTIC_OTEL_RDZV_EVENTS", "ON", True),
+        ("TORCHELASTIC_OTEL_TORCH_METRICS", "off", False),
+        ("TORCHELASTIC_OTEL_TORCH_METRICS", "No", False),
+    ],
+)
+def test_defect5_torchrun_switches_take_every_spelling_of_a_boolean(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: bool
+) -> None:
+    """Defect 5: read outside settings.py, ``on`` silently meant false (``off``: true)."""
+    from torchelastic_otel import integration
+    from torchelastic_otel.integration import metrics
+
+    monkeypatch.setenv(variable, value)
+    read = {
+        "TORCHELASTIC_OTEL_RDZV_EVENTS": integration.rdzv_events_requested,
+        "TORCHELASTIC_OTEL_TORCH_METRICS": metrics.requested,
+    }[variable]
+    assert read() is expected
+
+
+def test_defect5_a_bad_value_warns_once_however_often_the_settings_are_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Defect 5: every read of the settings repeated every warning."""
+    env = {
+        "OTEL_BLRP_SCHEDULE_DELAY": "soon-ish",
+        "TORCHELASTIC_OTEL_RDZV_EVENTS": "perhaps",
+        "OTEL_SDK_DISABLED": "on",
+    }
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"):
+        for _ in range(3):
+            s = settings.from_env(env)
+    messages = [r.getMessage() for r in caplog.records]
+    for variable in env:
+        assert sum(variable in m for m in messages) == 1, (variable, messages)
+    assert s.schedule_delay_ms == 1000 and s.rdzv_events is False and s.disabled is False
+
+
+def test_defect5_one_signal_compression_leaves_the_others_gzip() -> None:
+    """Defect 5: one ``OTEL_EXPORTER_OTLP_*_COMPRESSION`` turned gzip off for all three."""
+    from grpc import Compression
+
+    from torchelastic_otel.otel import _exporters
+
+    s = settings.from_env({"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none"})
+    got = {
+        signal.name: _exporters.exporter_kwargs(s, signal).get("compression")
+        for signal in (_exporters.LOGS, _exporters.TRACES, _exporters.METRICS)
+    }
+    assert got == {"logs": Compression.Gzip, "traces": None, "metrics": Compression.Gzip}
+
+
+def test_defect5_drop_warning_interval_zero_means_no_rate_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Defect 5: ``TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S=0`` was accepted and became 60."""
+    s = settings.from_env({"TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S": "0"})
+    assert s.warning_interval_s == 0
+    pipeline = otel.Pipeline(
+        s.with_overrides(schedule_delay_ms=10, use_global_providers=False),
+        log_exporter=InMemoryLogRecordExporter(),  # type: ignore[no-untyped-call]
+        span_exporter=InMemorySpanExporter(),
+    )
+    expected = [
+        f"torchelastic-otel: lost so far: invalid={n} (see torchelastic_otel.otel.drop_counts())"
+        for n in (1, 2)
+    ]
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"), otel.use(pipeline):
+        for n in (1, 2):
+            pipeline.submit(object(), 0)  # not an event: counted as invalid
+            assert pipeline.force_flush(10)
+            # The worker warns after its export: wait for it (before the exit's
+            # forced warning could hide a rate limit).
+            lost = _wait_for(lambda: _lost_lines(caplog), _at_least(n), 10)
+    assert lost == expected
+
+
+def _at_least(n: int) -> Callable[[list[str]], bool]:
+    return lambda got: len(got) >= n
+
+
+def _lost_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "lost so far" in r.getMessage()]
+
+
+T = TypeVar("T")
+
+
+def _wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float) -> T:
+    """Poll ``read()`` until ``done`` says so; fail with the last reading at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = read()
+        if done(got):
+            return got
+        if time.monotonic() >= deadline:
+            pytest.fail(f"still not there after {timeout_s} s: {got!r}")
+        time.sleep(0.01)
+
+
+def test_defect5_traces_sampler_applies_on_neither_path(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect 5: the SDK path sampled by ``OTEL_TRACES_SAMPLER``; the fast path did not."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    spans = InMemorySpanExporter()
+    pipeline = otel.Pipeline(
+        settings.from_env().with_overrides(schedule_delay_ms=10, use_global_providers=False),
+        log_exporter=InMemoryLogRecordExporter(),  # type: ignore[no-untyped-call]
+        span_exporter=spans,
+    )
+    with caplog.at_level(logging.WARNING, logger="torchelastic_otel"), otel.use(pipeline):
+        record_otel(_event(0))
+    assert spans.get_finished_spans(), "no span exported: the sampler was applied"
+    assert any("OTEL_TRACES_SAMPLER" in r.getMessage() for r in caplog.records)

@@ -84,7 +84,7 @@ class ExportWorker:
 
     def __init__(self, settings: Settings, setup: Callable[[Ledger], "Stage"]) -> None:
         self.settings = settings
-        self.ledger = Ledger(settings.warning_interval_s or 60.0)
+        self.ledger = Ledger(settings.warning_interval_s)
         self._setup = setup
         self._disabled = settings.disabled  # OTEL_SDK_DISABLED=true: a silent no-op
         self._queue: collections.deque[tuple[object, int]] = collections.deque()

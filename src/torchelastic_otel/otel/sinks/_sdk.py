@@ -14,6 +14,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from torchelastic_otel import semconv
 from torchelastic_otel._version import __version__
@@ -94,7 +95,11 @@ def our_logs(resource: Resource, batches: Batches) -> LoggerSink:
 def our_spans(resource: Resource, batches: Batches) -> SpanSink:
     """A tracer of a provider of ours whose spans go to ``batches``, ids ours to force."""
     ids = ForcedIds()
-    provider = TracerProvider(resource=resource, id_generator=ids, shutdown_on_exit=False)
+    # Explicitly: left unset, the SDK reads OTEL_TRACES_SAMPLER, and this path would
+    # sample where the fast path keeps every span (settings warns about the variable).
+    provider = TracerProvider(
+        resource=resource, id_generator=ids, sampler=ALWAYS_ON, shutdown_on_exit=False
+    )
     provider.add_span_processor(_CollectSpans(batches))
     return SpanSink(provider.get_tracer(semconv.SCOPE, __version__), ids)
 
