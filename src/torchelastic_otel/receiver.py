@@ -30,6 +30,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from torchelastic_otel.otlp_data import Received
 
+SIGNALS = ("logs", "traces", "metrics")
+
 
 class PortInUseError(OSError):
     """A receiver could not listen: the port is taken."""
@@ -56,6 +58,8 @@ class OtlpHttpReceiver:
         received: where to keep the data (default: a new :class:`Received`).
         tls: (certificate file, key file) to serve HTTPS.
         host: the address to listen on.
+        signals: the signals it takes (``logs``, ``traces``, ``metrics``); the
+            path of another answers 404, as a backend without it does.
 
     Raises:
         PortInUseError: ``port`` is taken.
@@ -67,8 +71,10 @@ class OtlpHttpReceiver:
         received: Received | None = None,
         tls: tuple[str, str] | None = None,
         host: str = "127.0.0.1",
+        signals: tuple[str, ...] = SIGNALS,
     ) -> None:
         self.received = received if received is not None else Received()
+        self.signals = signals
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -110,6 +116,8 @@ class OtlpHttpReceiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _accept(self, path: str, body: bytes, headers: dict[str, str]) -> bytes | None:
+        if path.rsplit("/", 1)[-1] not in self.signals:
+            return None
         self.received.add_headers(headers)
         if path.endswith("/v1/logs"):
             self.received.add_logs(ExportLogsServiceRequest.FromString(body))
@@ -153,6 +161,8 @@ class OtlpGrpcReceiver:
         received: where to keep the data (default: a new :class:`Received`).
         tls: (private key PEM, certificate chain PEM) to serve TLS.
         host: the address to listen on.
+        signals: the services it offers (``logs``, ``traces``, ``metrics``); a call
+            to another answers UNIMPLEMENTED, as a backend without it does.
 
     Raises:
         PortInUseError: ``port`` is taken.
@@ -164,6 +174,7 @@ class OtlpGrpcReceiver:
         received: Received | None = None,
         tls: tuple[bytes, bytes] | None = None,
         host: str = "127.0.0.1",
+        signals: tuple[str, ...] = SIGNALS,
     ) -> None:
         from concurrent import futures
 
@@ -197,9 +208,12 @@ class OtlpGrpcReceiver:
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)  # type: ignore[no-untyped-call]
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)  # type: ignore[no-untyped-call]
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)  # type: ignore[no-untyped-call]
+        if "metrics" in signals:
+            metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)  # type: ignore[no-untyped-call]
+        if "logs" in signals:
+            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)  # type: ignore[no-untyped-call]
+        if "traces" in signals:
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)  # type: ignore[no-untyped-call]
         address = _hostport(host, port)
         try:
             if tls is None:

@@ -5,7 +5,9 @@ Faults that no real input triggers today (a bug inside the export thread) are
 injected with ``monkeypatch`` at the seam where an upstream change would put them.
 """
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -15,11 +17,13 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support.memory import MemoryMetricExporter, record_otel
+from tests.support.process import run_python
 from torchelastic_otel import otel
 from torchelastic_otel.events import Event, EventSource
 from torchelastic_otel.otel import settings
 from torchelastic_otel.otel.sinks import Batches
 from torchelastic_otel.otel.sinks._metrics import MetricsSink
+from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
 
 def _event(i: int) -> Event:
@@ -236,3 +240,60 @@ def test_defect5_traces_sampler_applies_on_neither_path(
         record_otel(_event(0))
     assert spans.get_finished_spans(), "no span exported: the sampler was applied"
     assert any("OTEL_TRACES_SAMPLER" in r.getMessage() for r in caplog.records)
+
+
+# --- defect 4: an endpoint that does not take a signal -------------------------------------
+
+_TRACES_ONLY = """
+import json
+from torchelastic_otel import events, otel
+for cycle in range(3):
+    for w in range(4):
+        for state in ("START", "SUCCEEDED"):
+            events.record(events.Event(
+                f"torchelastic.worker.status.{state}", events.EventSource.WORKER,
+                metadata={"run_id": "jaeger", "group_rank": 0, "global_rank": w,
+                          "worker_id": str(w), "state": state}), "otel")
+    assert otel.force_flush(10), otel.drop_counts()
+otel.shutdown()
+print(json.dumps({"drops": otel.drop_counts(), "exported": otel.exported_counts()}))
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_defect4_an_endpoint_without_a_logs_service_is_said_once_and_spans_go_on(
+    protocol: str,
+) -> None:
+    """Defect 4: Jaeger (traces only) got logs every interval, with an error line each time.
+
+    Against a real server on 127.0.0.1 that serves traces only (gRPC: UNIMPLEMENTED
+    for logs and metrics; HTTP: 404), every refused signal is said in one line of
+    ours, naming what to set; nothing more of it is sent or logged; the books count
+    it; spans are delivered.
+    """
+    receiver_class = OtlpGrpcReceiver if protocol == "grpc" else OtlpHttpReceiver
+    with receiver_class(signals=("traces",)) as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            OTEL_BLRP_SCHEDULE_DELAY="50",
+            TORCHELASTIC_OTEL_DROP_WARNING_INTERVAL_S="0",  # nothing hidden by a rate limit
+        )
+        proc = run_python(_TRACES_ONLY, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        spans = len(receiver.received.spans)
+    counts = json.loads(proc.stdout.splitlines()[-1])
+    drops, exported = counts["drops"], counts["exported"]
+    lines = proc.stderr.splitlines()
+    said = [line for line in lines if "does not take" in line]
+    assert len(said) == 2, proc.stderr[-3000:]  # logs, and metrics at exit
+    logs_line = next(line for line in said if "does not take logs" in line)
+    assert (
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" in logs_line and "OTEL_LOGS_EXPORTER=none" in logs_line
+    )
+    assert not [line for line in lines if "Failed to export" in line], proc.stderr[-3000:]
+    assert sum("lost so far" in line for line in lines) <= 1, proc.stderr[-3000:]
+    assert drops["unsupported_logs"] == 24 and drops["export_failed_logs"] == 0, drops
+    assert drops["unsupported_metrics"] >= 1, drops
+    assert exported["spans"] > 0 and spans == exported["spans"], (exported, spans)

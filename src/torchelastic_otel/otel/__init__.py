@@ -117,7 +117,9 @@ def drop_counts() -> dict[str, int]:
     ``export_failed_spans``, ``export_failed_metrics``, ``shutdown_logs``,
     ``shutdown_spans``, ``shutdown_metrics``, ``disabled``, ``internal_error_logs``,
     ``internal_error_spans``, ``internal_error_metrics`` (an unexpected error on the
-    export thread: one warning says where; exporting goes on). Events are counted
+    export thread: one warning says where; exporting goes on), ``unsupported_logs``,
+    ``unsupported_spans``, ``unsupported_metrics`` (the endpoint has no service for the
+    signal; one warning, then it is no longer sent). Events are counted
     under the ``*_logs`` reasons; spans and metric exports apart.
     """
     return _pipeline.current().drop_counts()
