@@ -5,10 +5,12 @@ Faults that no real input triggers today (a bug inside the export thread) are
 injected with ``monkeypatch`` at the seam where an upstream change would put them.
 """
 
+import http.client
 import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -297,3 +299,138 @@ def test_defect4_an_endpoint_without_a_logs_service_is_said_once_and_spans_go_on
     assert drops["unsupported_logs"] == 24 and drops["export_failed_logs"] == 0, drops
     assert drops["unsupported_metrics"] >= 1, drops
     assert exported["spans"] > 0 and spans == exported["spans"], (exported, spans)
+
+
+# --- defect 1: the timeline's receiver has no limits --------------------------------------
+
+
+def _bomb(decompressed_mib: int) -> bytes:
+    """A gzip stream of zeros that inflates to ``decompressed_mib`` MiB (never held whole)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 20)
+    return b"".join(z.compress(chunk) for _ in range(decompressed_mib)) + z.flush()
+
+
+def _post(
+    endpoint: str, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, str, bytes]:
+    """POST raw bytes; (status, reason phrase, body). Bounded by a 20 s timeout."""
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        conn.putrequest("POST", path)
+        sent = {"Content-Type": "application/x-protobuf", "Content-Length": str(len(body))}
+        sent.update(headers or {})
+        for name, value in sent.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        if body:
+            conn.send(body)
+        response = conn.getresponse()
+        return response.status, response.reason, response.read()
+    finally:
+        conn.close()
+
+
+def _one_log() -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+    request = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=[LogRecord()] * 3)])]
+    )
+    return bytes(request.SerializeToString())
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[OtlpHttpReceiver]:
+    with OtlpHttpReceiver() as r:
+        yield r
+
+
+def test_defect1_a_gzip_bomb_is_refused_413_and_the_listener_stays(
+    http_receiver: OtlpHttpReceiver,
+) -> None:
+    """Defect 1: gzip was inflated without bound (1 GB took the listener to 2.1 GB)."""
+    status, reason, _ = _post(
+        http_receiver.endpoint, "/v1/logs", _bomb(64), {"Content-Encoding": "gzip"}
+    )
+    assert status == 413 and "decompressed" in reason, (status, reason)
+    assert _post(http_receiver.endpoint, "/v1/logs", _one_log())[0] == 200
+    assert len(http_receiver.received.logs) == 3
+
+
+def test_defect1_a_huge_content_length_is_refused_before_the_body_is_read(
+    http_receiver: OtlpHttpReceiver,
+) -> None:
+    """Defect 1: any Content-Length was read whole (a 300 MB body into memory)."""
+    status, reason, _ = _post(
+        http_receiver.endpoint, "/v1/logs", b"", {"Content-Length": str(300 << 20)}
+    )
+    assert status == 413 and "larger than" in reason, (status, reason)
+
+
+def test_defect1_undecodable_bodies_get_400_with_a_one_line_reason(
+    http_receiver: OtlpHttpReceiver,
+) -> None:
+    """Defect 1: undecodable protobuf dropped the connection instead of answering 400."""
+    from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+
+    for body, headers in [
+        (b"\xff\xff\xff\xff", {}),
+        (b"not gzip at all", {"Content-Encoding": "gzip"}),
+        (b'{"resourceLogs": 7}', {"Content-Type": "application/json"}),
+    ]:
+        status, reason, payload = _post(http_receiver.endpoint, "/v1/logs", body, headers)
+        assert status == 400 and reason and "\n" not in reason, (body, status, reason)
+        if "json" not in headers.get("Content-Type", ""):
+            assert Status.FromString(payload).message, payload
+        else:
+            assert json.loads(payload)["message"], payload
+    assert _post(http_receiver.endpoint, "/v1/logs", _one_log())[0] == 200
+
+
+def test_defect1_otlp_json_over_http_is_accepted(http_receiver: OtlpHttpReceiver) -> None:
+    """Defect 1: OTLP/JSON (which the specification allows over HTTP) was refused."""
+    body = json.dumps(
+        {
+            "resourceLogs": [
+                {
+                    "resource": {
+                        "attributes": [{"key": "host.name", "value": {"stringValue": "n0"}}]
+                    },
+                    "scopeLogs": [
+                        {
+                            "logRecords": [
+                                {
+                                    "timeUnixNano": "1700000000000000000",
+                                    "eventName": "torchelastic.worker.status.START",
+                                    "traceId": "5b8efff798038103d269b633813fc60c",
+                                    "spanId": "eee19b7ec3c1b174",
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    ).encode()
+    status, _, payload = _post(
+        http_receiver.endpoint, "/v1/logs", body, {"Content-Type": "application/json"}
+    )
+    assert status == 200 and json.loads(payload) == {}
+    (log,) = http_receiver.received.logs
+    assert log["event_name"] == "torchelastic.worker.status.START"
+    assert log["resource"] == {"host.name": "n0"}
+    assert log["trace_id"] == "5b8efff798038103d269b633813fc60c"
+
+
+def test_defect1_a_long_listen_keeps_a_bounded_number_of_items() -> None:
+    """Defect 1: what a long --listen kept grew without limit."""
+    from torchelastic_otel.otlp_data import Received
+
+    received = Received(max_items=10)
+    with OtlpHttpReceiver(received=received) as receiver:
+        for _ in range(5):
+            assert _post(receiver.endpoint, "/v1/logs", _one_log())[0] == 200
+    assert len(received.logs) == 10 and received.dropped["logs"] == 5
