@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.support.memory import MemoryMetricExporter, record_otel
 from tests.support.process import run_python
 from torchelastic_otel import otel
+from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.events import Event, EventSource
 from torchelastic_otel.otel import settings
 from torchelastic_otel.otel.sinks import Batches
@@ -434,3 +435,44 @@ def test_defect1_a_long_listen_keeps_a_bounded_number_of_items() -> None:
         for _ in range(5):
             assert _post(receiver.endpoint, "/v1/logs", _one_log())[0] == 200
     assert len(received.logs) == 10 and received.dropped["logs"] == 5
+
+
+# --- defect 9: exit under load ---------------------------------------------------------------
+
+_EXIT_AFTER_A_FAILURE = """
+import atexit, logging, sys, threading, time
+failed = threading.Event()
+
+class Failures(logging.Handler):
+    def emit(self, record):
+        if "Transient error" in record.getMessage():  # the SDK will retry after ~1 s
+            failed.set()
+
+logging.getLogger("opentelemetry.exporter").addHandler(Failures())
+from torchelastic_otel import events
+ev = events.Event("e", events.EventSource.AGENT, metadata={"run_id": "exit"})
+for _ in range(2000):
+    events.record(ev, "otel")
+assert failed.wait(60), "the export never failed"
+# Newest first, after threading's exit hooks (the flush): the end of the flush.
+atexit.register(lambda: print("FLUSHED", time.monotonic(), flush=True))
+print("LAST", time.monotonic(), flush=True)
+"""
+
+
+def test_defect9_the_exit_does_not_wait_for_a_retry_that_cannot_come_in_time() -> None:
+    """Defect 9: with the collector down, the exit flush waited out the whole bound.
+
+    A collector that is down refuses the connection at once; the SDK retries after
+    a backoff of at least 0.8 s, which the 1 s bound cannot wait for. The flush
+    waited anyway, until 0.85 s after the request went out (0.6-0.8 s here, and more
+    under load); it now gives up at once.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    proc = run_python(_EXIT_AFTER_A_FAILURE, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    times = dict(line.split() for line in proc.stdout.splitlines())
+    flush_s = float(times["FLUSHED"]) - float(times["LAST"])
+    assert flush_s < 0.4, f"the flush took {flush_s:.2f} s after a failed request"
+    assert "lost so far: shutdown_logs=2000" in proc.stderr, proc.stderr[-2000:]

@@ -55,6 +55,7 @@ class Ledger:
         self._exported = dict.fromkeys(SIGNALS, 0)
         self.closed = False
         self.in_flight_since = 0.0  # monotonic start of the export in flight (0: none)
+        self.in_flight_failed = False  # ... and it failed once already (the SDK retries)
         self.exiting = False  # the exit flush began: a signal the collector refuses stops
         self._interval_s = warning_interval_s
         self._last_warning = 0.0

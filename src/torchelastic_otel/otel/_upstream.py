@@ -17,6 +17,9 @@ from typing import Any
 
 _log = logging.getLogger("torchelastic_otel")
 
+CONNECTION_FAILED = "connection failed"
+"""What :func:`watch_failures` reports for an HTTP request that got no response."""
+
 # Marks a wrapper of ours, so that arming twice does not wrap twice.
 _OURS = "__torchelastic_otel__"
 
@@ -51,7 +54,9 @@ def watch_failures(exporter: Any, on_failure: Callable[[str], None]) -> Callable
     Args:
         exporter: the exporter; anything but an SDK OTLP exporter gives ``None``.
         on_failure: called on the exporting thread, before the exporter logs the
-            failure, with the gRPC status name or the HTTP status code as text.
+            failure or retries, with the gRPC status name (``UNAVAILABLE`` for a
+            collector that is down), the HTTP status code as text, or
+            :data:`CONNECTION_FAILED`.
 
     Returns:
         A function to call before each export (it wraps the current transport
@@ -110,7 +115,9 @@ def _arm_http_client(exporter: Any, on_failure: Callable[[str], None]) -> None:
     def watched(*args: Any, **kwargs: Any) -> Any:
         result = call(*args, **kwargs)
         status = getattr(result, "status_code", None)
-        if not getattr(result, "success", True) or (status is not None and status >= 400):
+        if status is None and getattr(result, "error", None) is not None:
+            on_failure(CONNECTION_FAILED)
+        elif not getattr(result, "success", True) or (status is not None and status >= 400):
             on_failure(str(status))
         return result
 
@@ -124,7 +131,11 @@ def _arm_http_export(exporter: Any, on_failure: Callable[[str], None]) -> None:
         return
 
     def watched(*args: Any, **kwargs: Any) -> Any:
-        response = export(*args, **kwargs)
+        try:
+            response = export(*args, **kwargs)
+        except Exception:
+            on_failure(CONNECTION_FAILED)
+            raise
         if not getattr(response, "ok", True):
             on_failure(str(getattr(response, "status_code", None)))
         return response

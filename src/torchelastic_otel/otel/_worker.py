@@ -10,17 +10,18 @@ unexpected error in a step of the thread's loop (a bug here or upstream) loses
 what that step held, counted as ``internal_error_<signal>`` with one warning; the
 thread goes on exporting.
 
-**The exit bound.** :meth:`ExportWorker.shutdown` lets the worker drain and
-export for as long as the collector keeps taking batches, up to a hard cap
-(``shutdown_max_ms``, 20 s), and gives up as soon as the collector is the reason
-to wait: when a request has been in flight for ``shutdown_timeout_ms`` (1 s: a
-collector that is down or hangs). A signal whose batch the collector refuses
-during the exit stops there (a collector with no metrics pipeline refuses metrics,
-and must not cost the logs and spans). The worker's own work (mapping, encoding,
-ending open spans) is never what gives up, and neither is the SDK's import at
-start-up: a process that exits right after its first events still delivers them.
-Giving up closes the books: what the worker still held, including a batch whose
-request was in flight, is counted as ``shutdown_<signal>``.
+**The exit bound.** :meth:`ExportWorker.shutdown` lets the worker drain and export
+for as long as the collector keeps taking batches, up to a hard cap
+(``shutdown_max_ms``, 20 s), and gives up as soon as the collector is the reason to
+wait: when a request has been in flight for ``shutdown_timeout_ms`` (1 s: a
+collector that hangs), or at once when the request failed already and the SDK's
+retry could not come within that bound (a collector that is down). A signal whose
+batch the collector refuses during the exit stops there (a collector with no metrics
+pipeline refuses metrics, and must not cost the logs and spans). The worker's own
+work (mapping, encoding, ending open spans) is never what gives up, and neither is
+the SDK's import at start-up: a process that exits right after its first events
+still delivers them. Giving up closes the books: what the worker still held,
+including a batch whose request was in flight, is counted as ``shutdown_<signal>``.
 
 **Fork.** ``os.fork()`` waits (up to 5 s) for a worker that is still building its
 stage: a child forked in the middle of the SDK's imports would inherit modules that
@@ -58,6 +59,8 @@ _log = logging.getLogger("torchelastic_otel")
 
 # Of the exit bound, what closing the exporters and the interpreter's teardown need.
 _EXIT_RESERVE_S = 0.15
+# The SDK's OTLP exporters retry a failed request after 2**0 s +-20% (gRPC and HTTP).
+_SDK_FIRST_BACKOFF_S = 0.8
 # How often shutdown() looks at the worker's progress.
 _POLL_S = 0.02
 # How long os.fork() waits for a worker that is still importing the SDK.
@@ -195,11 +198,20 @@ class ExportWorker:
         self.ledger.warn(force=True)
 
     def _collector_does_not_answer(self, now: float, bound_s: float) -> bool:
-        """A request has been waiting on the collector for the bound."""
+        """A request has waited on the collector for the bound, or cannot succeed within it.
+
+        A request that failed once (a collector that is down refuses the
+        connection at once) is retried by the SDK after a backoff of at least
+        ``_SDK_FIRST_BACKOFF_S``: when less than that is left of the bound, waiting
+        for the retry only makes the exit longer.
+        """
         since = self.ledger.in_flight_since
+        if not since:
+            return False
         # Part of the bound is left for closing the exporters and the interpreter's
         # own teardown, so that the exit as a whole stays within it.
-        return bool(since) and now - since >= max(0.0, bound_s - _EXIT_RESERVE_S)
+        left = max(0.0, bound_s - _EXIT_RESERVE_S) - (now - since)
+        return left <= 0 or (self.ledger.in_flight_failed and left < _SDK_FIRST_BACKOFF_S)
 
     def _abandon(self) -> None:
         """Count everything the worker still holds as lost, and close the books."""

@@ -116,7 +116,10 @@ TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS = "TORCHELASTIC_OTEL_SHUTDOWN_TIMEOUT_MS"
 """How long the exit flush waits on a collector that does not answer, in milliseconds
 (default 1000). At exit the export worker keeps draining and exporting while the
 collector takes batches; it gives up when one request has been waiting this long
-(a collector that is down or hangs), and what is left is counted as ``shutdown_*``.
+(a collector that hangs), or at once when a request already failed and the SDK's
+retry (after at least 0.8 s) could not come within it (a collector that is down);
+what is left is counted as ``shutdown_*``. It bounds the wait on the collector, not
+the interpreter's own teardown after it.
 A signal whose batch the collector refuses stops at once (the others go on). The
 worker's own work and the SDK's import at start-up do not count against it (see
 ``TORCHELASTIC_OTEL_SHUTDOWN_MAX_MS``)."""

@@ -79,6 +79,7 @@ class Batches:
     def _on_failure(self, status: str) -> None:
         """The exporter's transport failed with ``status`` (on the exporting thread)."""
         self._failure = status
+        self._ledger.in_flight_failed = True  # the exporter will retry after a backoff
         if status in _NO_SUCH_SERVICE:
             _selflog.hush(True)  # we say it in one line of our own, below
 
@@ -116,6 +117,7 @@ class Batches:
                 del self._items[:n], self._weights[:n]
                 self.in_flight = weight
                 self._ledger.in_flight_since = time.monotonic()
+                self._ledger.in_flight_failed = False
             ok = False
             self._failure = ""
             try:
