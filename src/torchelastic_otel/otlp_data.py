@@ -240,11 +240,18 @@ class Received:
             into.extend(items)
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> "Received":
-        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived."""
+        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived.
+
+        Raises:
+            TimeoutError: at the deadline, saying how many arrived.
+        """
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(self.logs) >= n_logs and len(self.spans) >= n_spans:
-                break
+        while len(self.logs) < n_logs or len(self.spans) < n_spans:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"after {timeout_s:g} s: {len(self.logs)} of {n_logs} log records and "
+                    f"{len(self.spans)} of {n_spans} spans arrived"
+                )
             time.sleep(0.05)
         return self
 

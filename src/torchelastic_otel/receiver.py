@@ -292,7 +292,11 @@ class OtlpHttpReceiver:
         return _OK[kind]
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> Received:
-        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived."""
+        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived.
+
+        Raises:
+            TimeoutError: at the deadline, saying how many arrived.
+        """
         return self.received.wait_for(n_logs, n_spans, timeout_s)
 
     def __enter__(self) -> "OtlpHttpReceiver":
