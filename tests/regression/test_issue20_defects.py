@@ -476,3 +476,76 @@ def test_defect9_the_exit_does_not_wait_for_a_retry_that_cannot_come_in_time() -
     flush_s = float(times["FLUSHED"]) - float(times["LAST"])
     assert flush_s < 0.4, f"the flush took {flush_s:.2f} s after a failed request"
     assert "lost so far: shutdown_logs=2000" in proc.stderr, proc.stderr[-2000:]
+
+
+# --- defect 6: upstream internals without a fence -----------------------------------------
+
+
+def test_defect6_the_http_encoders_are_put_back_at_shutdown() -> None:
+    """Defect 6: the fast path replaced the HTTP exporters' ``encode_*`` for good."""
+    import opentelemetry.exporter.otlp.proto.http._log_exporter as logs_module
+    import opentelemetry.exporter.otlp.proto.http.trace_exporter as traces_module
+
+    def encoders() -> tuple[Any, Any]:
+        return getattr(logs_module, "encode_logs"), getattr(traces_module, "encode_spans")  # noqa: B009
+
+    originals = encoders()
+    with OtlpHttpReceiver() as receiver:
+        s = settings.Settings(
+            endpoint=receiver.endpoint,
+            logs_protocol="http/protobuf",
+            traces_protocol="http/protobuf",
+            metrics_exporters=("none",),
+            use_global_providers=False,
+            schedule_delay_ms=10,
+        )
+        with otel.use(otel.Pipeline(s)) as pipeline:
+            record_otel(_event(0))
+            assert pipeline.force_flush(10)
+            assert pipeline.paths == {"logs": "fast path", "spans": "fast path"}
+            assert encoders()[0] is not originals[0]  # ours, while in use
+    assert encoders() == originals
+    assert len(receiver.received.logs) == 1
+
+
+def test_defect6_exports_run_with_instrumentation_suppressed() -> None:
+    """Defect 6: an instrumented HTTP client in the agent would trace our own exports."""
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+    seen: list[bool] = []
+
+    class Watching(InMemoryLogRecordExporter):
+        def export(self, batch: Any) -> Any:
+            seen.append(is_instrumentation_enabled())
+            return super().export(batch)
+
+    pipeline = otel.Pipeline(
+        settings.Settings(
+            schedule_delay_ms=10, use_global_providers=False, metrics_exporters=("none",)
+        ),
+        log_exporter=Watching(),  # type: ignore[no-untyped-call]
+        span_exporter=InMemorySpanExporter(),
+    )
+    with otel.use(pipeline):
+        record_otel(_event(0))
+        assert pipeline.force_flush(10)
+    assert seen and not any(seen), seen
+
+
+def test_defect6_opentelemetry_is_capped_at_the_versions_tested() -> None:
+    """Defect 6: opentelemetry-sdk had no upper bound, though we rely on its internals."""
+    import re
+    from pathlib import Path
+
+    from torchelastic_otel.otel.sinks._protobuf import TESTED
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+    project = tomllib.loads(Path(__file__).parents[2].joinpath("pyproject.toml").read_text())
+    newest = max(newest for _, newest in TESTED.values())
+    cap = f"<{newest[0]}.{newest[1] + 1}"
+    for requirement in project["project"]["dependencies"]:
+        name = re.split(r"[<>=!~ ]", requirement, maxsplit=1)[0]
+        if name.startswith("opentelemetry-") and name != "opentelemetry-instrumentation":
+            assert requirement.endswith(cap), (requirement, cap)
+        elif name == "opentelemetry-instrumentation":
+            assert "<" in requirement, requirement

@@ -81,12 +81,15 @@ def test_fast_path_matches_the_sdk() -> None:
 def test_prebuilt_exporter_proves_the_round_trip(protocol: str) -> None:
     s = Settings(endpoint="http://127.0.0.1:9", logs_protocol=protocol, traces_protocol=protocol)
     for signal in (_exporters.LOGS, _exporters.TRACES):
-        exporter = _protobuf.prebuilt_exporter(s, signal)
+        releases: list[Any] = []
+        exporter = _protobuf.prebuilt_exporter(s, signal, releases)
         assert exporter is not None
         try:
             assert _protobuf.round_trips(exporter, signal)
         finally:
             exporter.shutdown()
+            for release in releases:
+                release()
 
 
 def test_an_untested_exporter_version_takes_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +98,7 @@ def test_an_untested_exporter_version_takes_the_sdk_path(monkeypatch: pytest.Mon
     assert "outside the tested" in _protobuf.untested_version(
         "opentelemetry-exporter-otlp-proto-grpc"
     )
-    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS) is None
+    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS, []) is None
     _assert_sdk_path_delivers()
 
 
@@ -104,7 +107,7 @@ def test_a_probe_that_does_not_round_trip_takes_the_sdk_path(
 ) -> None:
     """An exporter whose translation step changed: the fast path must not be used."""
     monkeypatch.setattr(_protobuf, "_grpc_subclass", lambda base: base)  # our seam missing
-    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS) is None
+    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS, []) is None
     _assert_sdk_path_delivers()
 
 

@@ -2,8 +2,26 @@
 
 The SDK and its exporters keep internals that no public seam offers; each use
 below is feature-gated (``getattr``/``hasattr`` on the object in hand, never a
-version number), and when the internal is not there the caller gets ``None`` and
-does without: a newer SDK may cost a feature, never the job.
+version number), and when the internal is not there the caller gets ``None`` (or
+the public behaviour) and does without: a newer SDK may cost a feature, never the
+job. What is replaced is put back (:func:`replace_function`). The versions this
+was tested with are the ones ``pyproject.toml`` allows (``opentelemetry-sdk``
+1.40-1.45); ``tools/otel-compat.sh`` runs the fence's tests against the oldest.
+
+What is touched, and why:
+
+* the exporters' transports (``_client``, ``_submit``, ``_export``, ``_endpoint``):
+  which failure an export met (:func:`watch_failures`);
+* ``ProxyLoggerProvider`` and ``_ProxyMeterProvider`` in the API's ``_internal``
+  modules: telling an application's provider from the placeholder
+  (:func:`is_application_provider`);
+* a metric exporter's ``_preferred_temporality``/``_preferred_aggregation``
+  (:func:`metric_preferences`);
+* an SDK tracer's ``id_generator`` (:func:`wrap_id_generator`);
+* a gRPC exporter's ``_translate_data`` and an HTTP exporter module's ``encode_*``
+  (:func:`passing_subclass`, :func:`replace_function`): the fast path's seams;
+* the context key that suppresses instrumentation, where the public helper is not
+  installed (:func:`suppressed_instrumentation`).
 
 Example::
 
@@ -12,7 +30,9 @@ Example::
 """
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _log = logging.getLogger("torchelastic_otel")
@@ -142,3 +162,175 @@ def _arm_http_export(exporter: Any, on_failure: Callable[[str], None]) -> None:
 
     setattr(watched, _OURS, True)
     exporter._export = watched
+
+
+# --- the API's placeholder providers ---------------------------------------------------
+
+# Where the API keeps placeholders it does not export (as of 1.45).
+_INTERNAL_PLACEHOLDERS = (
+    ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
+    ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+)
+
+
+def is_application_provider(provider: Any) -> bool:
+    """Whether ``provider`` is one an application installed, not the API's placeholder.
+
+    Public placeholders are checked by class; the proxies the API keeps in its
+    ``_internal`` modules by class where they are, and by name where they moved (a
+    class named like them, from ``opentelemetry`` itself).
+    """
+    import importlib
+
+    from opentelemetry import _logs, metrics, trace
+
+    placeholders: list[type] = [
+        trace.ProxyTracerProvider,
+        trace.NoOpTracerProvider,
+        _logs.NoOpLoggerProvider,
+        metrics.NoOpMeterProvider,
+    ]
+    for module_name, name in _INTERNAL_PLACEHOLDERS:
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type):
+            placeholders.append(cls)
+    if isinstance(provider, tuple(placeholders)):
+        return False
+    cls = type(provider)
+    names = {name for _, name in _INTERNAL_PLACEHOLDERS}
+    return not (cls.__module__.startswith("opentelemetry.") and cls.__name__ in names)
+
+
+# --- metric exporters ----------------------------------------------------------------------
+
+
+def metric_preferences(exporter: Any) -> tuple[dict[Any, Any] | None, dict[Any, Any] | None]:
+    """A metric exporter's preferred temporality and aggregation, by instrument type.
+
+    A reader that collects for an exporter must use them, and the SDK's exporters
+    keep them private (``_preferred_temporality``, ``_preferred_aggregation``).
+    ``None`` where they are not there: the reader's defaults (cumulative).
+    """
+    temporality = getattr(exporter, "_preferred_temporality", None)
+    aggregation = getattr(exporter, "_preferred_aggregation", None)
+    if temporality is None:
+        _log.debug("torchelastic-otel: %s has no temporality preference", type(exporter).__name__)
+    return (
+        temporality if isinstance(temporality, dict) else None,
+        aggregation if isinstance(aggregation, dict) else None,
+    )
+
+
+# --- tracers ---------------------------------------------------------------------------------
+
+
+def wrap_id_generator(tracer: Any, wrap: Callable[[Any], Any]) -> Any:
+    """Replace an SDK tracer's ``id_generator`` with ``wrap(it)``; that, or ``None``.
+
+    The SDK's tracer reads ``self.id_generator`` for every span it starts, and
+    offers no other way to choose one tracer's ids; only this tracer object (ours,
+    from ``get_tracer``) is changed, never the provider's generator.
+    """
+    inner = getattr(tracer, "id_generator", None)
+    if inner is None or not callable(getattr(inner, "generate_span_id", None)):
+        return None
+    ids = wrap(inner)
+    tracer.id_generator = ids
+    return ids
+
+
+def passing_subclass(base: type[Any], passes: Callable[[Any], Any]) -> type[Any]:
+    """A subclass of a gRPC OTLP exporter whose ``_translate_data`` lets ``passes`` decide.
+
+    ``passes(data)`` returns the request to send as it is, or ``None`` for the
+    exporter's own translation. The override is local to our subclass.
+    """
+
+    def _translate_data(self: Any, data: Any) -> Any:
+        request = passes(data)
+        return base._translate_data(self, data) if request is None else request
+
+    return type(f"Prebuilt{base.__name__}", (base,), {"_translate_data": _translate_data})
+
+
+# --- module functions we replace while we need them -------------------------------------------
+
+_patch_lock = threading.Lock()
+# (module, name) -> (the original, how many users hold the replacement)
+_patches: dict[tuple[str, str], tuple[Any, int]] = {}
+
+
+def replace_function(
+    module_name: str, name: str, make: Callable[[Any], Any]
+) -> Callable[[], None] | None:
+    """Set ``module.name`` to ``make(original)`` until every user released it.
+
+    The OTLP/HTTP exporters look their ``encode_*`` function up in their module at
+    export time: that global is the only seam there. Several pipelines may hold the
+    replacement at once (``configure()`` replaces one while the old one flushes);
+    the last release puts the original back.
+
+    Returns:
+        The release function (idempotent), or ``None`` when there is no such function.
+    """
+    import importlib
+
+    key = (module_name, name)
+    with _patch_lock:
+        module = importlib.import_module(module_name)
+        current = getattr(module, name, None)
+        if current is None:
+            return None
+        if key in _patches:
+            original, users = _patches[key]
+            _patches[key] = (original, users + 1)
+        else:
+            _patches[key] = (current, 1)
+            setattr(module, name, make(current))
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        with _patch_lock:
+            if released or key not in _patches:
+                return
+            released = True
+            original, users = _patches[key]
+            if users > 1:
+                _patches[key] = (original, users - 1)
+            else:
+                del _patches[key]
+                setattr(importlib.import_module(module_name), name, original)
+
+    return release
+
+
+# --- our own exports are not the application's to trace ----------------------------------------
+
+
+def suppressed_instrumentation() -> Any:
+    """A context in which instrumentations do not trace (our exports run in it).
+
+    As the SDK's own batch processors do: an instrumented HTTP or gRPC client in the
+    agent would otherwise make spans of our export requests, and export those too.
+    """
+    try:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+    except ImportError:
+        return _suppressed_by_key()
+    return suppress_instrumentation()
+
+
+@contextmanager
+def _suppressed_by_key() -> Iterator[None]:
+    from opentelemetry import context
+
+    key = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
+    token = context.attach(context.set_value(key, True))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -124,7 +124,8 @@ class Batches:
                 if self._arm is not None:
                     self._arm()
                 batch = items if self._wrap is None else self._wrap(items)
-                ok = self.exporter.export(batch).name == "SUCCESS"
+                with _upstream.suppressed_instrumentation():
+                    ok = self.exporter.export(batch).name == "SUCCESS"
             except Exception as e:  # noqa: BLE001 -- counted below; the job goes on
                 _log.debug("export of %s failed: %s: %s", self.signal, type(e).__name__, e)
             finally:
@@ -204,9 +205,10 @@ class Sinks:
     batches: list[Batches] = field(default_factory=list)
     exporters: list[Any] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)  # signal -> how, for debugging
+    releases: list[Callable[[], None]] = field(default_factory=list)  # upstream patches
 
     def close(self) -> None:
-        """Shut down every exporter we created or were given."""
+        """Shut down every exporter we created or were given; put back what we replaced."""
         if self.metrics is not None:
             self.metrics.close()
         for exporter in self.exporters:
@@ -214,6 +216,9 @@ class Sinks:
                 exporter.shutdown()
             except Exception:  # noqa: BLE001 -- exit must go on whatever the exporter does
                 _log.debug("exporter shutdown failed", exc_info=True)
+        for release in self.releases:
+            release()
+        self.releases.clear()
 
 
 @dataclass

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from torchelastic_otel import semconv
 from torchelastic_otel._version import __version__
 from torchelastic_otel.otel._ids import ForcedIds
+from torchelastic_otel.otel._upstream import wrap_id_generator
 from torchelastic_otel.otel.mapping import MappedEvent
 from torchelastic_otel.otel.sinks._base import Batches, SpanSink
 
@@ -117,9 +118,4 @@ def application_spans(provider: Any) -> SpanSink:
     the spans every node derives, and replaces the SDK's seed-dependent default.
     """
     tracer = provider.get_tracer(semconv.SCOPE, __version__)
-    inner = getattr(tracer, "id_generator", None)
-    if inner is None:
-        return SpanSink(tracer, None)
-    ids = ForcedIds(inner)
-    tracer.id_generator = ids
-    return SpanSink(tracer, ids)
+    return SpanSink(tracer, wrap_id_generator(tracer, ForcedIds))
