@@ -291,3 +291,40 @@ def test_light_spans_are_never_sampled_out_and_neither_are_ours_on_the_sdk_path(
     ours.end()
     assert len(batches) == 1
     assert _comparable(_sdk_protobuf(ALWAYS_ON)) == _comparable(_light_protobuf())
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{}, {"OTEL_ATTRIBUTE_COUNT_LIMIT": "2", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"}],
+    ids=["no limits", "limits"],
+)
+def test_fast_log_record_is_the_sdks(
+    monkeypatch: pytest.MonkeyPatch, limits: dict[str, str]
+) -> None:
+    """The fast path's log record against the SDK's, limits included (the newest kept)."""
+    from opentelemetry import context
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from torchelastic_otel.otel.mapping import MappedEvent
+    from torchelastic_otel.otel.sinks._sdk import LoggerSink
+
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    m = MappedEvent(
+        "agent",
+        "torchelastic.worker.status.FAILED",
+        "a body longer than the limit",
+        17,
+        {"run_id": "r", "a": "a long value", "b": 2, "c": [1, 2], "e": True},
+        123,
+    )
+    memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    LoggerSink(provider.get_logger("s")).emit(m, 456, context.Context())
+    (record,) = memory.get_finished_logs()
+    sdk = encode_logs([record]).resource_logs[0].scope_logs[0].log_records[0]
+    fast = _protobuf.Encoder.from_env().log_record(m, 456, 0, 0)
+    assert fast == sdk, f"fast:\n{fast}\nSDK:\n{sdk}"

@@ -240,14 +240,15 @@ class Encoder:
         items = list(m.attributes.items())
         dropped = 0
         if self.max_attributes is not None and len(items) > self.max_attributes:
+            # As the SDK's bounded attributes: the newest are kept.
             dropped = len(items) - self.max_attributes
-            items = items[: self.max_attributes]
+            items = items[dropped:]
         return LogRecord(
             time_unix_nano=m.timestamp_ns or t_ns,
             observed_time_unix_nano=t_ns,
             severity_number=m.severity,  # type: ignore[arg-type]
             severity_text=semconv.SEVERITY_TEXT[m.severity],
-            body=AnyValue(string_value=self._text(m.body)),
+            body=AnyValue(string_value=m.body),  # the SDK limits attributes, not the body
             attributes=[_kv(k, v, self.max_length) for k, v in items if v is not None],
             dropped_attributes_count=dropped,
             trace_id=trace_id.to_bytes(16, "big") if trace_id else b"",
@@ -255,9 +256,6 @@ class Encoder:
             flags=1 if trace_id else 0,
             event_name=m.event_name,
         )
-
-    def _text(self, text: str) -> str:
-        return text if self.max_length is None else text[: self.max_length]
 
 
 # Most attributes repeat from event to event (run_id, host, role, state...): reuse
