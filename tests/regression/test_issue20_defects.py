@@ -235,7 +235,9 @@ def test_defect5_traces_sampler_applies_on_neither_path(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
     spans = InMemorySpanExporter()
     pipeline = otel.Pipeline(
-        settings.from_env().with_overrides(schedule_delay_ms=10, use_global_providers=False),
+        settings.from_env().with_overrides(
+            schedule_delay_ms=10, use_global_providers=False, metrics_exporters=("none",)
+        ),
         log_exporter=InMemoryLogRecordExporter(),  # type: ignore[no-untyped-call]
         span_exporter=spans,
     )
