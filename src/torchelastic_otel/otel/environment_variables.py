@@ -1,8 +1,8 @@
 """Every environment variable the ``otel`` destination reads, declared once.
 
 The standard ``OTEL_*`` variables keep their meaning from the OpenTelemetry
-specification. The exporters read endpoint, timeout, client keys and ``insecure``
-themselves (``OTEL_EXPORTER_OTLP_*`` and their
+specification. The exporters read endpoint, timeout, client keys, ``insecure`` and
+(over gRPC) the certificate themselves (``OTEL_EXPORTER_OTLP_*`` and their
 per-signal ``..._LOGS_...``/``..._TRACES_...`` forms); the resource reads
 ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``. Listed here are the ones
 this package reads itself.
