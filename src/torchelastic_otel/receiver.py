@@ -16,7 +16,8 @@ bounded (:class:`Limits`):
   an unknown ``Content-Encoding`` or ``Content-Type`` 415, a body without a
   ``Content-Length`` 411;
 * at most ``concurrent_requests`` bodies are inflated and decoded at a time (the
-  others wait), and a client that stalls mid-request is dropped after ``timeout_s``;
+  others wait; over gRPC at most ``pending_requests`` of them), and a client that
+  stalls mid-request is dropped after ``timeout_s``;
 * what is kept is bounded by :attr:`Received.max_items` (what the receiver is given).
 
 OTLP/HTTP takes protobuf (``application/x-protobuf``) and JSON
@@ -62,13 +63,17 @@ class Limits:
         max_decompressed_bytes: a body's size once inflated, and a gRPC message's
             (default 32 MiB: a collector's default batch is well under 10 MiB).
         concurrent_requests: bodies inflated and decoded at once (HTTP), and
-            requests served at once (gRPC; more are refused ``RESOURCE_EXHAUSTED``).
+            requests served at once (gRPC); the others wait.
+        pending_requests: gRPC requests received and waiting to be served; beyond
+            them a request is refused ``RESOURCE_EXHAUSTED``, which exporters retry
+            after a backoff (a 1,000-node job's agents exporting at once fit).
         timeout_s: how long an HTTP client may take to send its request.
     """
 
     max_request_bytes: int = 16 * _MIB
     max_decompressed_bytes: int = 32 * _MIB
     concurrent_requests: int = 4
+    pending_requests: int = 1024
     timeout_s: float = 30.0
 
 
@@ -358,7 +363,7 @@ class OtlpGrpcReceiver:
             to another answers UNIMPLEMENTED, as a backend without it does.
         limits: what one request may cost (see :class:`Limits`): a message larger
             than ``max_decompressed_bytes`` once decompressed, or beyond
-            ``concurrent_requests`` at once, is refused ``RESOURCE_EXHAUSTED``.
+            ``pending_requests`` waiting, is refused ``RESOURCE_EXHAUSTED``.
 
     Raises:
         PortInUseError: ``port`` is taken.
@@ -414,7 +419,7 @@ class OtlpGrpcReceiver:
             futures.ThreadPoolExecutor(max_workers=workers),
             # gRPC checks the message once decompressed: a gzip bomb stops there.
             options=[("grpc.max_receive_message_length", lim.max_decompressed_bytes)],
-            maximum_concurrent_rpcs=workers * 4,
+            maximum_concurrent_rpcs=workers + max(0, lim.pending_requests),
         )
         if "metrics" in signals:
             metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)  # type: ignore[no-untyped-call]
