@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit-no-torch bench clean collector stack-build stack-test \
-	compat compat-venvs dashboards
+	compat compat-venvs dashboards otel-compat
 
 # The oldest and the newest torch with torchrun's --event_log_handler (2.8 and 2.15;
 # the main venv has 2.13). tools/compat.sh caches their venvs outside the repo.
@@ -63,6 +63,14 @@ stack-test: $(STAMP) stack-build
 # The Grafana dashboard, generated from semconv (commit the JSON it writes).
 dashboards: $(STAMP)
 	$(PY) otel-collector/grafana/generate.py
+
+# What the package takes from OpenTelemetry's internals (otel/_upstream.py),
+# against the oldest release pyproject.toml allows and one between (the main venv
+# has the newest); tools/otel-compat.sh caches their venvs outside the repo.
+OTEL_COMPAT ?= 1.40.0 1.43.0
+
+otel-compat:
+	@for v in $(OTEL_COMPAT); do tools/otel-compat.sh venv $$v && tools/otel-compat.sh test $$v || exit 1; done
 
 compat-venvs:
 	@for v in $(COMPAT_TORCH); do tools/compat.sh venv $$v || exit 1; done

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from torchelastic_otel.demo.job import run_job
 from torchelastic_otel.otel import derived_ids
 from torchelastic_otel.otlp_data import Received
@@ -30,18 +31,20 @@ FAILING_RANK = 5
 
 def _wait_for_run(collector: RealCollector, run_id: str, n_nodes: int) -> Received:
     """The run's data once every node's node span (each exported at its exit) arrived."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        nodes = [
-            s
-            for s in collector.received.spans
+    wait_until(
+        lambda: sorted(
+            s["name"]
+            for s in list(collector.received.spans)
             if s["attributes"].get("run_id") == run_id
             and s["name"].startswith("torchelastic.node ")
-        ]
-        if len(nodes) >= n_nodes:
-            break
-        time.sleep(0.1)
-    time.sleep(1.0)  # the collector's last batch of logs
+        ),
+        lambda nodes: len(nodes) >= n_nodes,
+        30,
+        f"the node spans of {n_nodes} nodes",
+    )
+    # The collector forwards logs and spans through separate pipelines: its last
+    # batch of logs may follow the node spans by up to a batch timeout.
+    time.sleep(1.0)
     return Received(
         logs=[r for r in collector.received.logs if r["attributes"].get("run_id") == run_id],
         spans=[s for s in collector.received.spans if s["attributes"].get("run_id") == run_id],

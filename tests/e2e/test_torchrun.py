@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import JobResult, run_job
 from torchelastic_otel.otel import derived_ids
@@ -33,13 +34,19 @@ def _job_data(
     receiver: RealCollector, run_id: str, timeout_s: float = 20.0
 ) -> tuple[list[Any], list[Any]]:
     """The job's records and spans, once the job span (exported last by rank 0) arrived."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        spans = [s for s in receiver.received.spans if s["attributes"].get("run_id") == run_id]
-        if any(s["name"] == "torchelastic.job" for s in spans):
-            break
-        time.sleep(0.1)
-    time.sleep(0.5)  # the other node's last batch
+    wait_until(
+        lambda: sorted(
+            s["name"]
+            for s in list(receiver.received.spans)
+            if s["attributes"].get("run_id") == run_id
+        ),
+        lambda names: "torchelastic.job" in names,
+        timeout_s,
+        "the job span (exported last by rank 0)",
+    )
+    # The collector forwards logs and spans through separate pipelines: the other
+    # node's last batch of logs may follow the job span by up to a batch timeout.
+    time.sleep(0.5)
     logs = [r for r in receiver.received.logs if r["attributes"].get("run_id") == run_id]
     spans = [s for s in receiver.received.spans if s["attributes"].get("run_id") == run_id]
     return logs, spans

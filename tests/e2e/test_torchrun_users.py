@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import run_job, torchrun_command
 from torchelastic_otel.otel import derived_ids
@@ -32,13 +33,13 @@ def _env(endpoint: str, **extra: str) -> dict[str, str]:
 
 
 def _wait_spans(receiver: RealCollector, run_id: str, name: str, n: int) -> list[Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        spans = [s for s in receiver.received.spans if _run_of(s) == run_id]
-        if sum(s["name"].startswith(name) for s in spans) >= n:
-            time.sleep(0.5)
-            return [s for s in receiver.received.spans if _run_of(s) == run_id]
-        time.sleep(0.1)
+    wait_until(
+        lambda: [s["name"] for s in list(receiver.received.spans) if _run_of(s) == run_id],
+        lambda names: sum(x.startswith(name) for x in names) >= n,
+        20,
+        f"{n} spans named {name}*",
+    )
+    time.sleep(0.5)  # the rest of the batch, through the collector's other pipelines
     return [s for s in receiver.received.spans if _run_of(s) == run_id]
 
 

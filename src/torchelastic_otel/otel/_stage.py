@@ -44,7 +44,7 @@ class EventStage:
         # about them then), once their modules are imported (their loggers exist).
         _exporters.import_modules(settings)
         _selflog.guard_exporter_loggers(
-            settings.warning_interval_s or 60.0, _selflog.header_secrets(os.environ)
+            settings.warning_interval_s, _selflog.header_secrets(os.environ)
         )
         self.sinks = sinks.choose(settings, _resource.create(settings), plugins, ledger)
         self.batches = self.sinks.batches
