@@ -190,7 +190,7 @@ def _lost_record(data: Received) -> dict[str, Any]:
     return records[0]["attributes"]
 
 
-def _cycle(data: Received, round_: int) -> list[dict[str, Any]]:
+def _cycle(data: Received, round_: int) -> list[Any]:
     """The spans of the cycle trace of ``round_``."""
     (root,) = [
         s

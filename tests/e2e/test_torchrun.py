@@ -96,11 +96,13 @@ def test_two_node_job_is_a_run_trace_and_a_cycle_trace(
     assert all(p["attributes"]["torchelastic.rendezvous.duration_ms"] > 0 for p in parts)
     assert root["attributes"]["torchelastic.nodes"] == 2
     assert root["attributes"]["torchelastic.workers"] == 4
-    workers = _by_prefix(cycle, "torchelastic.worker")
-    assert sorted(s["name"] for s in workers) == [f"torchelastic.worker {r}" for r in range(4)]
-    assert {s["attributes"]["node_state"] for s in workers} == {"SUCCEEDED"}
-    assert {s["span_id"] for s in workers} == {
-        f"{derived_ids.worker_span_id(run_id, 0, r):016x}" for r in range(4)
+    # Workers are span events of their node's part, which their TRACEPARENT names.
+    assert not _by_prefix(cycle, "torchelastic.worker")
+    workers = [e for p in parts for e in p["events"] if e["name"] == "torchelastic.worker"]
+    assert sorted(e["attributes"]["torchelastic.global_rank"] for e in workers) == [0, 1, 2, 3]
+    assert {e["attributes"]["node_state"] for e in workers} == {"SUCCEEDED"}
+    assert {p["span_id"] for p in parts} == {
+        f"{derived_ids.cycle_node_span_id(run_id, 0, r):016x}" for r in range(2)
     }
     # No missing parents; every record names a span that arrived.
     ids = {s["span_id"] for s in spans}
