@@ -91,6 +91,8 @@ ALERTS = {
     "TorchelasticRestartBudgetLow": True,  # --max-restarts 1, used
     "TorchelasticWorkerFailures": True,  # RuntimeError, and its peer's SIGTERM
     "TorchelasticRendezvousFailures": None,  # a heartbeat may fail at exit
+    "TorchelasticNodeLost": False,  # every node stayed (its counter is there, at 0)
+    "TorchelasticStalledProgress": False,  # no worker stopped stepping
 }
 
 #: Grafana's $__rate_interval at this dashboard's resolution: 4 x the Prometheus

@@ -162,22 +162,29 @@ def test_failure_and_restart_are_two_linked_cycles(
         "failed",
         "restarted",
     ]
-    failed_worker = [
-        s for s in _by_prefix(spans, "torchelastic.worker 3") if s["trace_id"] == first["trace_id"]
-    ]
-    assert [s["status_code"] for s in failed_worker] == [2]
-    assert "simulated failure" in failed_worker[0]["status_message"]
+    # Workers are events of their node's part: worker 3 failed with its own error.
+    (failed_part,) = [p for p in first_parts if p["attributes"]["rank"] == 1]
+    assert failed_part["status_code"] == 2
+    assert "simulated failure" in failed_part["status_message"]
+    ended = {
+        e["attributes"]["torchelastic.global_rank"]: e["attributes"]
+        for p in first_parts
+        for e in p["events"]
+        if e["name"] == "torchelastic.worker"
+    }
+    assert ended[3]["torchelastic.end_reason"] == "failed"
     # workers of the other node, stopped for the restart, ended as such
-    assert any(
-        s["attributes"].get("torchelastic.end_reason") == "restarted"
-        for s in _by_prefix(spans, "torchelastic.worker")
-    )
+    assert {ended[r]["torchelastic.end_reason"] for r in (0, 1)} == {"restarted"}
     # and the job's success: every worker of the second cycle succeeded
     last = [
-        s for s in _by_prefix(spans, "torchelastic.worker") if s["trace_id"] == second["trace_id"]
+        e["attributes"]
+        for p in parts
+        if p["trace_id"] == second["trace_id"]
+        for e in p["events"]
+        if e["name"] == "torchelastic.worker"
     ]
-    assert sorted(s["name"] for s in last) == [f"torchelastic.worker {r}" for r in range(4)]
-    assert {s["attributes"]["node_state"] for s in last} == {"SUCCEEDED"}
+    assert sorted(a["torchelastic.global_rank"] for a in last) == list(range(4))
+    assert {a["node_state"] for a in last} == {"SUCCEEDED"}
     assert second["attributes"]["torchelastic.cycle.outcome"] == "succeeded"
 
 
@@ -268,6 +275,7 @@ def test_opentelemetry_instrument_torchrun(collector: RealCollector) -> None:
     kinds = {r["attributes"]["torchelastic.event.kind"] for r in logs}
     assert kinds == {"agent", "rendezvous"}
     assert {r["resource"]["service.name"] for r in logs} == {"instrumented-job"}
-    assert len(_by_prefix(spans, "torchelastic.worker")) == 2
+    (part,) = _by_prefix(spans, "torchelastic.cycle.node")
+    assert [e["name"] for e in part["events"]] == ["torchelastic.worker"] * 2
     assert len(_by_prefix(spans, "torchelastic.cycle ")) == 1
     assert "not installed into torch" not in proc.stderr

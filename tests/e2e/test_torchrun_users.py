@@ -63,13 +63,15 @@ def test_a_worker_with_the_plain_sdk_joins_the_jobs_trace(
     steps = [s for s in spans if s["name"] == "train.step"]
     assert len(steps) == 4
     cycle_trace = f"{derived_ids.cycle_trace_id(run_id, 0):032x}"
-    workers = {s["span_id"]: s for s in spans if s["name"].startswith("torchelastic.worker")}
+    parts = {s["span_id"]: s for s in spans if s["name"].startswith("torchelastic.cycle.node")}
     for step in steps:
         rank = step["attributes"]["train.rank"]
-        # In the cycle's trace, under the span of the worker that ran it.
+        # In the cycle's trace, under the part of the node whose worker ran it (the
+        # worker is a span event of that part).
         assert step["trace_id"] == cycle_trace
-        parent = workers[step["parent_span_id"]]
-        assert parent["attributes"]["torchelastic.global_rank"] == rank
+        parent = parts[step["parent_span_id"]]
+        ranks = [e["attributes"]["torchelastic.global_rank"] for e in parent["events"]]
+        assert rank in ranks
         # The worker's resource says where it ran, merged with the user's own.
         resource = step["resource"]
         assert resource["torchelastic.run_id"] == run_id

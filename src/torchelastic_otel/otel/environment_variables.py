@@ -160,10 +160,12 @@ rounds become spans.
 Off by default, as in torch, where that destination is a ``NullHandler``."""
 
 TORCHELASTIC_OTEL_TRACE_SHARD_NODES = "TORCHELASTIC_OTEL_TRACE_SHARD_NODES"
-"""Nodes per trace (default 2000): a cycle of more nodes (and a run of more) is split in
+"""Nodes per trace (default 1000): a cycle of more nodes (and a run of more) is split in
 shard traces by node rank, so that no trace passes Grafana Tempo's default 5 MB or the
-~10,000 spans Jaeger's UI handles, at any job size. Every node of a job must use the
-same value (the ids are derived from it). ``0``: never split."""
+~10,000 spans Jaeger's UI handles, at any job size (a node's part with 8 workers is
+~2.4 KB: 1,000 nodes leave room for the resource attributes a collector adds). Every
+node of a job must use the same value (the ids are derived from it). ``0``: never
+split."""
 
 TORCHELASTIC_OTEL_STALL_TIMEOUT_S = "TORCHELASTIC_OTEL_STALL_TIMEOUT_S"
 """Seconds a worker may go without a training step before its agent reports it

@@ -65,7 +65,7 @@ class Settings:
     metric_export_interval_ms: int = 60_000
     prometheus_host: str = "localhost"
     prometheus_port: int = 9464
-    trace_shard_nodes: int = 2000
+    trace_shard_nodes: int = 1000
     stall_timeout_s: float = 300.0
     rdzv_events: bool = False  # under torchrun: export the dynamic rendezvous' events
     torch_metrics: bool = True  # under torchrun: bridge torch's own elastic metrics
