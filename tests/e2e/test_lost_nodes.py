@@ -53,14 +53,21 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float, seen: Callable
 
 
 def _steps(work: Path) -> dict[tuple[int, int], int]:
-    """(node rank, restart count) -> the last step its worker wrote."""
+    """(rendezvous round, node rank) -> the last step its worker wrote."""
     out = {}
     for path in work.glob("progress.*.*"):
-        _, rank, restart = path.name.split(".")
+        _, round_, rank = path.name.split(".")
         text = path.read_text().strip()
-        if text.isdigit():
-            out[(int(rank), int(restart))] = int(text)
+        if text.isdigit() and round_.isdigit():
+            out[(int(round_), int(rank))] = int(text)
     return out
+
+
+def _round_with(work: Path, ranks: set[int], after: int = -1) -> int | None:
+    """A round later than ``after`` in which every node of ``ranks`` made 3 steps."""
+    steps = _steps(work)
+    rounds = sorted({r for r, _ in steps if r > after})
+    return next((r for r in rounds if all(steps.get((r, k), 0) >= 3 for k in ranks)), None)
 
 
 def _children(pid: int) -> list[int]:
@@ -141,13 +148,14 @@ def run_with_a_node_going(endpoint: str, work_dir: Path, how: signal.Signals) ->
         return f"steps {_steps(work)}\n" + "\n---\n".join(tails)
 
     with _job(endpoint, run_id, work) as agents:
-        all_three = {(r, 0) for r in range(NODES)}
         _wait(
             "three nodes training",
-            lambda: all(_steps(work).get(k, 0) >= 3 for k in all_three),
+            lambda: _round_with(work, set(range(NODES))) is not None,
             180,
             seen,
         )
+        first = _round_with(work, set(range(NODES)))
+        assert first is not None
         going = agents[GOING]
         if how == signal.SIGKILL:
             # A node that vanishes: its agent and its worker at once.
@@ -156,12 +164,14 @@ def run_with_a_node_going(endpoint: str, work_dir: Path, how: signal.Signals) ->
         going.send_signal(how)
         going.wait(60)
         survivors = agents[:GOING]
-
-        def on_two_nodes() -> bool:
-            later = {r for (r, restart), step in _steps(work).items() if restart > 0 and step >= 3}
-            return later >= {0, 1}
-
-        _wait("the survivors training again on 2 nodes", on_two_nodes, 240, seen)
+        # A survivor restarted by the membership change keeps its restart count:
+        # the round, not the count, says the job trains again.
+        _wait(
+            "the survivors training again on 2 nodes",
+            lambda: _round_with(work, {0, 1}, after=first) is not None,
+            240,
+            seen,
+        )
         (work / "finish").touch()
         for agent in survivors:
             agent.wait(120)
