@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 STREAMS = Path(__file__).with_name("streams")
-PARALLEL = 4
+PROCESSES = 4  # replaying processes
+WINDOW = 4  # pipelines open at once in each
 KEEP_ALIVE_PERIOD_NS = 5_000_000_000
 
 
@@ -338,12 +339,36 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
         log.close()
 
 
-# --- one simulated node ---
+# --- the simulated nodes ---
 
 
-def _node_process(
-    stream: Stream,
-    node: int,
+def _node_pipeline(node: int, endpoint: str) -> Any:
+    """Node ``node``'s own pipeline: its own resource, as its agent process would have.
+
+    ``service.instance.id`` is new per pipeline; ``host.name`` and ``process.pid``
+    are the node's (the pid its rendezvous events carry), not the replaying
+    process's, so that nodes sharing a process stay distinct everywhere.
+    """
+    from torchelastic_otel.otel import Pipeline, settings
+
+    return Pipeline(
+        settings.from_env().with_overrides(
+            endpoint=endpoint,
+            resource_attributes={
+                "host.name": f"node-{node:05d}.cluster",
+                "process.pid": 1000 + node,
+            },
+            service_name="bench-scale",
+            schedule_delay_ms=1000,
+            use_global_providers=False,
+        )
+    )
+
+
+def _replay_nodes(
+    failing: Stream,
+    peer: Stream,
+    chunk: range,
     nodes: int,
     workers: int,
     run_id: str,
@@ -351,58 +376,70 @@ def _node_process(
     endpoint: str,
     t_base: int,
 ) -> None:
-    """In a forked child: this node's pipeline, its events, its exit."""
-    from torchelastic_otel import otel
-    from torchelastic_otel.otel import _pipeline
+    """In a forked child: the nodes of ``chunk``, each through a pipeline of its own.
 
-    otel.configure(
-        endpoint=endpoint,
-        resource_attributes={"host.name": f"node-{node:05d}.cluster"},
-        service_name="bench-scale",
-        schedule_delay_ms=1000,
-        use_global_providers=False,
-    )
-    pipeline = _pipeline.current()
-    for offset, event in _rewrite(stream, node, nodes, workers, run_id, hours):
-        # The recorded time, not now: spans and summaries follow the recording.
-        pipeline.submit(json.dumps(event), t_base + offset)
-    pipeline.shutdown(10_000)
-    counts = pipeline.drop_counts()
-    lost = {k: v for k, v in counts.items() if v}
-    if lost:
-        print(f"node {node}: lost {lost}", file=sys.stderr)
-    os._exit(0)
+    One process replays many nodes (an agent's export thread is a small share of a
+    core, and a process per node spent most of its time importing the SDK); up to
+    ``WINDOW`` pipelines are open at once, so that one node's export overlaps the
+    next one's events.
+    """
+    open_: list[tuple[int, Any]] = []
+
+    def close(node: int, pipeline: Any) -> None:
+        pipeline.shutdown(10_000)
+        lost = {k: v for k, v in pipeline.drop_counts().items() if v}
+        if lost:
+            print(f"node {node}: lost {lost}", file=sys.stderr)
+
+    for node in chunk:
+        pipeline = _node_pipeline(node, endpoint)
+        stream = failing if node == 0 else peer
+        for offset, event in _rewrite(stream, node, nodes, workers, run_id, hours):
+            # The recorded time, not now: spans and summaries follow the recording.
+            pipeline.submit(json.dumps(event), t_base + offset)
+        open_.append((node, pipeline))
+        if len(open_) >= WINDOW:
+            close(*open_.pop(0))
+    for node, pipeline in open_:
+        close(node, pipeline)
 
 
 def _replay(
-    failing: Stream, peer: Stream, nodes: int, workers: int, hours: float, endpoint: str
+    failing: Stream,
+    peer: Stream,
+    nodes: int,
+    workers: int,
+    hours: float,
+    endpoint: str,
+    processes: int = PROCESSES,
 ) -> tuple[int, float]:
+    """Replay ``nodes`` nodes in ``processes`` forked processes, a slice of nodes each."""
     run_id = f"scale-{nodes}x{workers}-{uuid.uuid4().hex[:6]}"
     t_base = time.time_ns() - int(hours * 3600e9) - 600_000_000_000
-    running: list[int] = []
+    # Imported once, before the fork: every child would otherwise import the SDK.
+    from torchelastic_otel.otel import _stage, sinks  # noqa: F401
+
     started = time.monotonic()
-    for node in range(nodes):
-        while len(running) >= PARALLEL:
-            pid, _ = os.wait()
-            running.remove(pid)
+    pids = []
+    for index in range(processes):
+        chunk = range(index, nodes, processes)  # interleaved: node 0 in the first
+        if not chunk:
+            continue
         pid = os.fork()
         if pid == 0:
+            code = 1
             try:
-                _node_process(
-                    failing if node == 0 else peer,
-                    node,
-                    nodes,
-                    workers,
-                    run_id,
-                    hours,
-                    endpoint,
-                    t_base,
-                )
+                _replay_nodes(failing, peer, chunk, nodes, workers, run_id, hours, endpoint, t_base)
+                code = 0
             finally:
-                os._exit(1)
-        running.append(pid)
-    for pid in running:
-        os.waitpid(pid, 0)
+                os._exit(code)
+        pids.append(pid)
+    failed = 0
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        failed += status != 0
+    if failed:
+        raise SystemExit(f"{failed} of {len(pids)} replaying processes failed")
     return t_base, time.monotonic() - started
 
 
@@ -496,9 +533,10 @@ def _json_line(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _timeline(json_path: Path, html: Path) -> tuple[float, int, int]:
+def _timeline(json_path: Path, html: Path) -> tuple[float, int, int, float]:
+    """``torchelastic-otel timeline`` on the file: seconds, lines, HTML bytes, peak RSS (MiB)."""
     started = time.monotonic()
-    proc = subprocess.run(
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -510,15 +548,31 @@ def _timeline(json_path: Path, html: Path) -> tuple[float, int, int]:
             "--width",
             "140",
         ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
+    output: dict[str, bytes] = {}
+
+    def drain(name: str, stream: Any) -> None:
+        output[name] = stream.read()
+
+    readers = [
+        threading.Thread(target=drain, args=(name, stream))
+        for name, stream in (("out", process.stdout), ("err", process.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    # wait4, not wait: the child's own peak memory (ru_maxrss, KiB on Linux).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     took = time.monotonic() - started
-    if proc.returncode:
-        print(proc.stderr[-2000:], file=sys.stderr)
-    return took, len(proc.stdout.splitlines()), html.stat().st_size if html.exists() else 0
+    for reader in readers:
+        reader.join(timeout=60)
+    if process.returncode:
+        print(output.get("err", b"").decode(errors="replace")[-2000:], file=sys.stderr)
+    lines = len(output.get("out", b"").decode(errors="replace").splitlines())
+    size = html.stat().st_size if html.exists() else 0
+    return took, lines, size, usage.ru_maxrss / 1024
 
 
 def run(
@@ -529,6 +583,7 @@ def run(
     directory: Path,
     keep: Path | None = None,
     collector_kind: str = "rotel",
+    processes: int = PROCESSES,
 ) -> dict[str, Any]:
     """One replay at ``nodes`` x ``workers``; the row of the table."""
     failing, peer, job = load(directory, workers, restarts)
@@ -538,15 +593,19 @@ def run(
         try:
             with collector(collector_kind, receiver.endpoint, tmp_path) as running:
                 t_base, replay_s = _replay(
-                    failing, peer, nodes, workers, hours, running.grpc_endpoint
+                    failing, peer, nodes, workers, hours, running.grpc_endpoint, processes
                 )
                 time.sleep(2)  # the collector's last batches
                 collector_cpu_s, collector_rss_mib = running.usage()
         finally:
             receiver.close()
         json_path = tmp_path / "otlp.jsonl"
+        measure_started = time.monotonic()
         measured = _measure(receiver, json_path)
-        timeline_s, lines, html_bytes = _timeline(json_path, tmp_path / "timeline.html")
+        measure_s = time.monotonic() - measure_started
+        timeline_s, lines, html_bytes, timeline_rss_mib = _timeline(
+            json_path, tmp_path / "timeline.html"
+        )
         json_mb = json_path.stat().st_size / 1e6
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -577,8 +636,11 @@ def run(
         "timeline_s": round(timeline_s, 1),
         "timeline_lines": lines,
         "timeline_html_bytes": html_bytes,
+        "timeline_peak_rss_mib": round(timeline_rss_mib),
         "otlp_json_mb": round(json_mb, 1),
         "replay_s": round(replay_s, 1),
+        "replay_processes": processes,
+        "measure_s": round(measure_s, 1),
         "collector": collector_kind,
         "collector_cpu_s_per_cycle": round(collector_cpu_s / cycles, 2),
         "collector_peak_rss_mib": round(collector_rss_mib),
@@ -626,6 +688,12 @@ def main() -> int:
     parser.add_argument("--steady-hours", type=float, default=1.0)
     parser.add_argument("--streams", type=Path, default=STREAMS / "c10d-2x8-r3")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=PROCESSES,
+        help="replaying processes; the nodes are shared out among them",
+    )
     parser.add_argument("--keep", type=Path, help="save each run's OTLP JSON and HTML here")
     parser.add_argument(
         "--collector",
@@ -644,6 +712,7 @@ def main() -> int:
             args.streams,
             args.keep,
             args.collector,
+            args.processes,
         )
         rows.append(row)
         print(json.dumps(row), flush=True)
