@@ -91,7 +91,26 @@ def test_attributes_stay_low_cardinality(metrics: MemoryMetricExporter) -> None:
     otel.shutdown(5000)
     ours = {k for k in metrics.points() if k.startswith("torchelastic.")}
     keys = {key for name in ours for point in metrics.points()[name] for key in point.attributes}
-    assert keys <= {sc.RUN_ID, "error.type"}
+    # error.type and the lost-node reason are short enumerations, never a message.
+    assert keys <= {sc.RUN_ID, "error.type", sc.LOST_REASON}
+
+
+def test_a_lost_node_is_counted_once_by_reason_from_zero(metrics: MemoryMetricExporter) -> None:
+    record_otel(cycle_event(0))
+    assert otel.force_flush(5)
+    before = metrics.points()[sc.METRIC_NODES_LOST]
+    assert {p.attributes[sc.LOST_REASON]: p.value for p in before} == {
+        sc.LOST_REASON_PREEMPTED: 0,
+        sc.LOST_REASON_COLLECTIVE: 0,
+        sc.LOST_REASON_HEARTBEAT: 0,
+    }
+    lost = cycle_event(1)
+    lost.metadata.update({"lost.nodes": ["h2_9_0"], "lost.hosts": ["h2"], "lost.ranks": [1]})
+    record_otel(lost)
+    otel.shutdown(5000)
+    after = {p.attributes[sc.LOST_REASON]: p.value for p in metrics.points()[sc.METRIC_NODES_LOST]}
+    assert after[sc.LOST_REASON_HEARTBEAT] == 1
+    assert after[sc.LOST_REASON_PREEMPTED] == after[sc.LOST_REASON_COLLECTIVE] == 0
 
 
 def test_a_node_waiting_in_a_rendezvous_shows_in_the_active_gauge(

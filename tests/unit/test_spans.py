@@ -87,6 +87,12 @@ def _spans(mem: Memory) -> dict[str, list[Any]]:
     return out
 
 
+def _workers(part: Any) -> list[dict[str, Any]]:
+    """The workers of a node's part: its span events, by global rank."""
+    events = [dict(e.attributes) for e in part.events if e.name == sc.WORKER_EVENT]
+    return sorted(events, key=lambda a: a[sc.GLOBAL_RANK])
+
+
 def test_a_cycle_is_a_trace_with_derived_ids(mem: Memory) -> None:
     record_otel(step("RENDEZVOUS", duration_ms=250.0, group_rank=None))
     record_otel(cycle_event(4, rank=0))
@@ -97,17 +103,20 @@ def test_a_cycle_is_a_trace_with_derived_ids(mem: Memory) -> None:
     spans = _spans(mem)
     (root,) = spans[sc.CYCLE_SPAN]
     (node,) = spans[sc.CYCLE_NODE_SPAN]
-    workers = sorted(spans[sc.WORKER_SPAN], key=lambda s: s.name)
+    assert sc.WORKER_SPAN not in spans  # workers are events of their node's part
+    workers = _workers(node)
     trace_id = ids.cycle_trace_id(RUN, 4)
-    assert {s.context.trace_id for s in (root, node, *workers)} == {trace_id}
+    assert {s.context.trace_id for s in (root, node)} == {trace_id}
     assert root.context.span_id == ids.cycle_span_id(RUN, 4)
     assert root.parent is None
     assert node.context.span_id == ids.cycle_node_span_id(RUN, 4, 0)
+    assert (node.context.trace_id, node.context.span_id) == ids.node_part_context(RUN, 4, 0, 2000)
     assert node.parent.span_id == root.context.span_id
-    assert [w.context.span_id for w in workers] == [ids.worker_span_id(RUN, 4, r) for r in (0, 1)]
-    assert {w.parent.span_id for w in workers} == {node.context.span_id}
+    assert [w[sc.GLOBAL_RANK] for w in workers] == [0, 1]
+    assert [w[sc.END_REASON] for w in workers] == ["succeeded", "succeeded"]
+    first_end = min(e.timestamp for e in node.events)
     # The node's part starts when its rendezvous started.
-    assert node.start_time == root.start_time <= workers[0].start_time - 250_000_000
+    assert node.start_time == root.start_time <= first_end - 250_000_000
     assert node.attributes[sc.RENDEZVOUS_DURATION_MS] == 250.0
     assert node.attributes[sc.OUTCOME] == sc.OUTCOME_SUCCEEDED
     assert node.attributes[sc.ROUND] == 4
@@ -115,16 +124,14 @@ def test_a_cycle_is_a_trace_with_derived_ids(mem: Memory) -> None:
     assert (root.attributes[sc.REMAINING_RESTARTS], root.attributes[sc.MAX_RESTARTS]) == (2, 3)
     assert (root.attributes[sc.NODES], root.attributes[sc.WORKERS]) == (2, 4)
     # Lean: the event's detail stays on its log records.
-    assert set(workers[0].attributes) == {
-        sc.RUN_ID,
-        sc.RANK,
-        sc.NODE_STATE,
+    assert set(workers[0]) == {
         sc.GLOBAL_RANK,
         sc.LOCAL_RANK,
-        sc.ROUND,
+        sc.NODE_STATE,
         sc.END_REASON,
+        sc.DURATION_MS,
     }
-    for span in (root, node, *workers):
+    for span in (root, node):
         for key in (sc.RUN_ID, sc.RANK, sc.NODE_STATE):
             assert key in span.attributes, (span.name, key)
 
@@ -191,9 +198,10 @@ def test_joined_round_opens_the_cycle_without_the_integration(mem: Memory) -> No
 def test_without_a_round_the_restart_count_keys_the_cycle(mem: Memory) -> None:
     record_otel(worker("START", 0, agent_restarts=2))
     spans = _spans(mem)
-    (w,) = spans[sc.WORKER_SPAN]
-    assert w.context.trace_id == ids.cycle_trace_id(RUN, 2)
-    assert w.attributes[sc.ROUND] == 2
+    (part,) = spans[sc.CYCLE_NODE_SPAN]
+    assert part.context.trace_id == ids.cycle_trace_id(RUN, 2)
+    assert part.attributes[sc.ROUND] == 2
+    assert [w[sc.END_REASON] for w in _workers(part)] == ["shutdown"]
 
 
 def test_a_peer_restart_ends_the_cycle_as_restarted(mem: Memory) -> None:
@@ -203,10 +211,10 @@ def test_a_peer_restart_ends_the_cycle_as_restarted(mem: Memory) -> None:
     record_otel(cycle_event(1))
     spans = _spans(mem)
     first = next(s for s in spans[sc.CYCLE_NODE_SPAN] if s.attributes[sc.ROUND] == 0)
-    (w,) = spans[sc.WORKER_SPAN]
+    (w,) = _workers(first)
     assert first.attributes[sc.OUTCOME] == sc.OUTCOME_RESTARTED
     assert first.status.status_code == StatusCode.UNSET
-    assert (w.attributes[sc.END_REASON], w.attributes[sc.NODE_STATE]) == ("restarted", "TERMINATED")
+    assert (w[sc.END_REASON], w[sc.NODE_STATE]) == ("restarted", "TERMINATED")
     second = next(s for s in spans[sc.CYCLE_NODE_SPAN] if s.attributes[sc.ROUND] == 1)
     assert second.start_time <= first.end_time  # the new rendezvous started it
 
@@ -218,13 +226,15 @@ def test_a_worker_failure_fails_its_span_and_its_cycle(mem: Memory) -> None:
     record_otel(worker("FAILED", 0, raw_error=TRACEBACK))
     record_otel(worker("TERMINATED", 1))
     spans = _spans(mem)
-    failed = next(s for s in spans[sc.WORKER_SPAN] if s.attributes[sc.GLOBAL_RANK] == 0)
-    assert failed.status.status_code == StatusCode.ERROR
-    assert failed.status.description == "RendezvousTimeoutError: timed out"
-    assert not failed.events  # the error's detail is on the log record
     (node,) = spans[sc.CYCLE_NODE_SPAN]
+    failed, stopped = _workers(node)
+    assert (failed[sc.END_REASON], failed[sc.NODE_STATE]) == ("failed", "FAILED")
+    assert failed[sc.EXCEPTION_TYPE].endswith("RendezvousTimeoutError")
+    assert sc.EXCEPTION_MESSAGE not in failed  # the error's detail is on the log record
+    assert stopped[sc.END_REASON] == "terminated"
     assert node.attributes[sc.OUTCOME] == sc.OUTCOME_FAILED
     assert node.status.status_code == StatusCode.ERROR
+    assert node.status.description == "RendezvousTimeoutError: timed out"
 
 
 def test_the_agents_rendezvous_start_ends_the_cycle_and_starts_the_next(mem: Memory) -> None:
@@ -278,11 +288,11 @@ def test_log_records_name_the_span_they_belong_to(mem: Memory) -> None:
     spans = _spans(mem)
     (node,) = spans[sc.NODE_SPAN]
     (cycle_node,) = spans[sc.CYCLE_NODE_SPAN]
-    (w,) = spans[sc.WORKER_SPAN]
+    # A worker's records join its node's part, of which the worker is an event.
     assert [(r.log_record.trace_id, r.log_record.span_id) for r in logs] == [
         (node.context.trace_id, node.context.span_id),
         (cycle_node.context.trace_id, cycle_node.context.span_id),
-        (w.context.trace_id, w.context.span_id),
+        (cycle_node.context.trace_id, cycle_node.context.span_id),
     ]
 
 
@@ -344,3 +354,144 @@ def test_the_root_cause_names_the_failed_cycle(mem: Memory) -> None:
     record_otel(worker("FAILED", 0, raw_error=TRACEBACK))
     (part,) = _spans(mem)[sc.CYCLE_NODE_SPAN]
     assert part.status.description == "RendezvousTimeoutError: timed out"
+
+
+# --- nodes that vanish, nodes told to stop, shards (issues 18 and 21) -------------------
+
+
+def lost_cycle_event(round_: int, rank: int, **lost: Any) -> Event:
+    """The new round's rank 0 names the nodes that left since the round before."""
+    event = cycle_event(round_, rank=rank)
+    event.metadata.update({f"lost.{k}": v for k, v in lost.items()})
+    return event
+
+
+def test_a_lost_nodes_part_is_exported_by_the_survivor_in_the_cycle_it_died_in(
+    mem: Memory,
+) -> None:
+    record_otel(cycle_event(0, rank=1))  # this node was rank 1 of 3; rank 2 vanishes
+    record_otel(worker("START", 2, group_rank=1))
+    record_otel(worker("FAILED", 2, group_rank=1, raw_error=TRACEBACK))  # its collective broke
+    record_otel(rendezvous_start())
+    record_otel(
+        lost_cycle_event(1, 0, nodes=["h3_77_0"], hosts=["h3"], ranks=[2], signals=[""], round=0)
+    )
+    record_otel(worker("START", 0))
+    record_otel(worker("SUCCEEDED", 0))
+    logs = mem.log_records()
+    spans = _spans(mem)
+    lost = next(s for s in spans[sc.CYCLE_NODE_SPAN] if s.attributes.get(sc.INFERRED))
+    assert lost.name == f"{sc.CYCLE_NODE_SPAN} h3"
+    assert lost.context.trace_id == ids.cycle_trace_id(RUN, 0)  # the cycle it died in
+    assert lost.parent.span_id == ids.cycle_span_id(RUN, 0)
+    assert lost.attributes[sc.OUTCOME] == sc.OUTCOME_LOST
+    assert lost.attributes[sc.RANK] == 2
+    assert lost.attributes[sc.LOST_REASON] == sc.LOST_REASON_COLLECTIVE
+    assert lost.attributes[sc.REPORTED_BY] == 0
+    assert lost.status.status_code == StatusCode.ERROR
+    # The next cycle names it, on its root and in a record.
+    root = next(s for s in spans[sc.CYCLE_SPAN] if s.attributes[sc.ROUND] == 1)
+    assert list(root.attributes[sc.LOST_NODES]) == ["h3_77_0"]
+    assert root.attributes[sc.LOST_COUNT] == 1
+    (record,) = [r for r in logs if r.log_record.event_name == sc.NODE_LOST_EVENT]
+    a = record.log_record.attributes
+    assert (a[sc.LOST_NODE], a[sc.LOST_HOST], a[sc.LOST_RANK], a[sc.LOST_ROUND]) == (
+        "h3_77_0",
+        "h3",
+        2,
+        0,
+    )
+    assert record.log_record.severity_text == "WARN"
+    assert record.log_record.trace_id == root.context.trace_id
+    # ... and the lost node's node span, in the run trace.
+    inferred_nodes = [s for s in spans[sc.NODE_SPAN] if s.attributes.get(sc.INFERRED)]
+    assert [s.attributes[sc.NODE_STATE] for s in inferred_nodes] == [sc.STATE_LOST]
+
+
+def test_a_lost_rank_0_gets_its_cycle_root_from_the_survivor(mem: Memory) -> None:
+    record_otel(cycle_event(0, rank=1))
+    record_otel(worker("START", 2, group_rank=1))
+    record_otel(rendezvous_start())  # restarted by the loss: no failure here
+    record_otel(lost_cycle_event(1, 0, nodes=["h1_5_0"], hosts=["h1"], ranks=[0], signals=[""]))
+    spans = _spans(mem)
+    root0 = next(s for s in spans[sc.CYCLE_SPAN] if s.attributes[sc.ROUND] == 0)
+    assert root0.context.span_id == ids.cycle_span_id(RUN, 0)
+    assert root0.attributes[sc.INFERRED] is True
+    lost = next(s for s in spans[sc.CYCLE_NODE_SPAN] if s.attributes.get(sc.INFERRED))
+    assert lost.attributes[sc.LOST_REASON] == sc.LOST_REASON_HEARTBEAT
+
+
+def test_a_preempted_node_ends_its_part_terminated_and_is_named_not_inferred(
+    mem: Memory,
+) -> None:
+    record_otel(cycle_event(0, rank=0))
+    record_otel(worker("START", 0))
+    leaving = step(sc.STATE_LEAVING, signal="SIGTERM")
+    leaving.name = sc.NODE_LEAVING_EVENT
+    record_otel(leaving)
+    record_otel(step("FAILED", raw_error="Traceback...\nSignalException: Process 9 got signal: 15"))
+    spans = _spans(mem)
+    (part,) = spans[sc.CYCLE_NODE_SPAN]
+    assert part.attributes[sc.OUTCOME] == sc.OUTCOME_TERMINATED
+    assert part.attributes[sc.SIGNAL] == "SIGTERM"
+    assert part.status.status_code == StatusCode.UNSET
+    assert [w[sc.END_REASON] for w in _workers(part)] == ["terminated"]
+    (node,) = spans[sc.NODE_SPAN]
+    assert (node.attributes[sc.NODE_STATE], node.attributes[sc.SIGNAL]) == ("TERMINATED", "SIGTERM")
+
+
+def test_a_survivor_names_a_preempted_node_without_inventing_its_part(mem: Memory) -> None:
+    record_otel(cycle_event(0, rank=0))
+    record_otel(rendezvous_start())
+    record_otel(
+        lost_cycle_event(1, 0, nodes=["h2_8_0"], hosts=["h2"], ranks=[1], signals=["SIGTERM"])
+    )
+    logs = mem.log_records()
+    spans = _spans(mem)
+    assert not [s for s in spans[sc.CYCLE_NODE_SPAN] if s.attributes.get(sc.INFERRED)]
+    (record,) = [r for r in logs if r.log_record.event_name == sc.NODE_LOST_EVENT]
+    assert record.log_record.attributes[sc.LOST_REASON] == sc.LOST_REASON_PREEMPTED
+    assert record.log_record.attributes[sc.SIGNAL] == "SIGTERM"
+
+
+def test_signal_exception_alone_says_terminated(mem: Memory) -> None:
+    """Without the integration's leaving event, torch's SignalException says it."""
+    record_otel(cycle_event(0, rank=0))
+    record_otel(worker("START", 0))
+    record_otel(step("FAILED", raw_error="Traceback...\nSignalException: Process 9 got signal: 2"))
+    (part,) = _spans(mem)[sc.CYCLE_NODE_SPAN]
+    assert (part.attributes[sc.OUTCOME], part.attributes[sc.SIGNAL]) == ("terminated", "SIGINT")
+
+
+def test_past_the_shard_size_a_cycle_is_split_in_shard_traces() -> None:
+    spans: dict[str, list[Any]] = defaultdict(list)
+    for rank in (0, 3):  # two nodes of a 5-node job, 2 nodes a trace
+        with memory_pipeline("sdk", trace_shard_nodes=2) as mem:
+            record_otel(cycle_event(7, rank=rank, nodes=5))
+            record_otel(worker("START", rank * 2, group_rank=rank))
+            record_otel(worker("SUCCEEDED", rank * 2, group_rank=rank))
+            for name, found in _spans(mem).items():
+                spans[name].extend(found)
+    root = next(iter(spans[sc.CYCLE_SPAN]))
+    shard_roots = {s.attributes[sc.SHARD]: s for s in spans[sc.CYCLE_SHARD_SPAN]}
+    assert root.attributes[sc.SHARDS] == 3 and sorted(shard_roots) == [1, 2]
+    part3 = next(s for s in spans[sc.CYCLE_NODE_SPAN] if s.attributes[sc.RANK] == 3)
+    assert part3.context.trace_id == ids.cycle_trace_id(RUN, 7, 1)
+    assert part3.parent.span_id == shard_roots[1].context.span_id
+    assert (part3.context.trace_id, part3.context.span_id) == ids.node_part_context(RUN, 7, 3, 2)
+    linked = {link.context.span_id for link in root.links}
+    assert {s.context.span_id for s in shard_roots.values()} <= linked
+
+
+def test_repeated_restart_keys_link_each_cycle_to_the_one_before(mem: Memory) -> None:
+    """A node restarted by peers sees its restart count repeat: 0, 0.1, 0.2."""
+    for _ in range(3):
+        record_otel(worker("START", 0, agent_restarts=0))
+        record_otel(worker("FAILED", 0, agent_restarts=0, raw_error=TRACEBACK))
+    roots = _spans(mem)[sc.CYCLE_SPAN]
+    by_trace = {s.context.trace_id: s for s in roots}
+    assert len(by_trace) == 3
+    second = by_trace[ids.cycle_trace_id(RUN, "0.1")]
+    third = by_trace[ids.cycle_trace_id(RUN, "0.2")]
+    assert second.links[1].context.trace_id == ids.cycle_trace_id(RUN, 0)
+    assert third.links[1].context.trace_id == ids.cycle_trace_id(RUN, "0.1")

@@ -31,13 +31,14 @@ def _agent(destination: str = "otel", round_: int | None = 3) -> Any:
     return SimpleNamespace(_worker_group=group, _remaining_restarts=1)
 
 
-def test_each_worker_gets_its_span_as_traceparent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_worker_gets_its_nodes_part_as_traceparent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=ml,torchelastic.round=99")
     envs: dict[int, dict[str, str]] = {0: {"RANK": "2"}, 1: {"RANK": "3"}}
     workers.add_worker_context(_agent(), envs)
     for local, global_rank in ((0, 2), (1, 3)):
+        # Node rank 1's part in round 3: the span its workers are events of.
         trace_id = derived_ids.cycle_trace_id("job,7", 3)
-        span_id = derived_ids.worker_span_id("job,7", 3, global_rank)
+        span_id = derived_ids.cycle_node_span_id("job,7", 3, 1)
         assert envs[local]["TRACEPARENT"] == f"00-{trace_id:032x}-{span_id:016x}-01"
         attributes = dict(
             kv.split("=", 1) for kv in envs[local]["OTEL_RESOURCE_ATTRIBUTES"].split(",")
@@ -62,7 +63,7 @@ def test_the_traceparent_parses_with_the_sdks_propagator() -> None:
     context = TraceContextTextMapPropagator().extract({"traceparent": envs[0]["TRACEPARENT"]})
     parent = trace.get_current_span(context).get_span_context()
     assert parent.trace_id == derived_ids.cycle_trace_id("job,7", 3)
-    assert parent.span_id == derived_ids.worker_span_id("job,7", 3, 2)
+    assert parent.span_id == derived_ids.cycle_node_span_id("job,7", 3, 1)
     assert parent.trace_flags.sampled
 
 
@@ -117,3 +118,18 @@ def test_a_records_host_and_its_resources_agree() -> None:
 
     resource = _resource.create(settings.Settings())
     assert resource.attributes["host.name"] == events._hostname()
+
+
+def test_past_the_shard_size_the_traceparent_names_the_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TORCHELASTIC_OTEL_TRACE_SHARD_NODES", "1")
+    envs: dict[int, dict[str, str]] = {0: {}}
+    workers.add_worker_context(_agent(), envs)  # node rank 1: shard 1
+    trace_id, span_id = derived_ids.node_part_context("job,7", 3, 1, 1)
+    assert (
+        trace_id
+        == derived_ids.cycle_trace_id("job,7", 3, 1)
+        != derived_ids.cycle_trace_id("job,7", 3)
+    )
+    assert envs[0]["TRACEPARENT"] == f"00-{trace_id:032x}-{span_id:016x}-01"

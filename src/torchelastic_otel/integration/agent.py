@@ -17,6 +17,14 @@
   rendezvous' state (other rendezvous backends: the event has no round, and the
   mapping falls back on the restart count).
 
+* **Who left, and who is leaving** (:mod:`.membership`): the cycle event of the new
+  round's rank 0 names the nodes that left since the cycle before (``lost.*``);
+  ``LocalElasticAgent._shutdown`` is wrapped so that an agent stopped by a signal
+  (torch's ``SignalException``: a preemption notice) records a
+  ``torchelastic.node.leaving`` event and tells the survivors through the store.
+  Needs: ``_shutdown``; the dynamic rendezvous' state and store (else nobody is
+  named).
+
 * **The workers' trace context** (:mod:`.workers`): ``TRACEPARENT`` and resource
   attributes in every worker's environment.
 
@@ -24,6 +32,7 @@ All act only for destinations routed to ``otel``: installed but unused, the
 package changes nothing.
 """
 
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -34,6 +43,7 @@ MODULE = "torch.distributed.elastic.agent.server.local_elastic_agent"
 API_MODULE = "torch.distributed.elastic.agent.server.api"
 WHAT = "recording worker failures before a restart"
 CYCLE_WHAT = "recording restart cycles"
+LEAVING_WHAT = "recording a node stopped by a signal"
 
 capture_for = _shared.capture_for
 rendezvous_round = _shared.rendezvous_round
@@ -51,6 +61,8 @@ def patch(module: ModuleType) -> None:
     ):
         return
     _wrapping.wrap(agent_class, "_monitor_workers", _monitor_workers)
+    if _features.require(agent_class, "LocalElasticAgent", LEAVING_WHAT, "_shutdown"):
+        _wrapping.wrap(agent_class, "_shutdown", _shutdown)
     from torchelastic_otel.integration import workers
 
     workers.patch(agent_class)
@@ -71,6 +83,44 @@ def _monitor_workers(
         _off = True
         _features.switched_off(WHAT, f"{type(e).__name__}: {e}")
     return result
+
+
+def _shutdown(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # torch calls _shutdown(e.sigval) inside its `except SignalException` block: the
+    # exception being handled says the agent was told to stop, not that it finished.
+    handling = sys.exc_info()[1]
+    if handling is not None and type(handling).__name__ == "SignalException":
+        try:
+            record_leaving(instance, handling)
+        except Exception as e:  # noqa: BLE001 -- the agent must stop its workers anyway
+            _features.switched_off(LEAVING_WHAT, f"{type(e).__name__}: {e}")
+    return wrapped(*args, **kwargs)
+
+
+def record_leaving(agent: Any, exc: BaseException) -> None:
+    """Record that a signal stops this agent, and tell the survivors (``otel`` only)."""
+    import signal as signals
+
+    from torch.distributed.elastic.events import EventSource, record
+
+    from torchelastic_otel import semconv
+    from torchelastic_otel.integration import membership
+
+    spec = agent._worker_group.spec
+    if spec.event_log_handler not in capture_for:
+        return
+    sigval = getattr(exc, "sigval", None)
+    try:
+        name = signals.Signals(int(sigval)).name if sigval is not None else "SIGTERM"
+    except ValueError:
+        name = f"signal {sigval}"
+    event = agent._construct_event(state=semconv.STATE_LEAVING, source=EventSource.AGENT)
+    event.name = semconv.NODE_LEAVING_EVENT
+    event.metadata["signal"] = name
+    record(event, spec.event_log_handler)
+    membership.say_leaving(spec.rdzv_handler, spec.rdzv_handler.get_run_id(), name)
 
 
 def record_failure_before_restart(agent: Any, worker_group: Any, result: Any) -> bool:
@@ -154,6 +204,7 @@ def record_cycle(agent: Any, worker_group: Any) -> None:
     from torch.distributed.elastic.events import EventSource, record
 
     from torchelastic_otel import semconv
+    from torchelastic_otel.integration import membership
 
     spec = worker_group.spec
     if spec.event_log_handler not in capture_for:
@@ -161,11 +212,18 @@ def record_cycle(agent: Any, worker_group: Any) -> None:
     event = agent._construct_event(state=semconv.STATE_CYCLE, source=EventSource.AGENT)
     event.name = semconv.CYCLE_EVENT
     workers = getattr(worker_group, "workers", None) or []
+    round_ = rendezvous_round(spec.rdzv_handler)
+    left = membership.left_since_last_cycle(
+        spec.rdzv_handler, spec.rdzv_handler.get_run_id(), round_, worker_group.group_rank
+    )
+    if left:
+        # Mapped to semconv.LOST_NODES, LOST_HOSTS, LOST_RANKS, LOST_SIGNALS, LOST_ROUND.
+        event.metadata.update(left)
     # Mapped to torchelastic.<key>: semconv.ROUND, MAX_RESTARTS, REMAINING_RESTARTS,
     # NODES, WORKERS, LOCAL_WORLD_SIZE.
     event.metadata.update(
         {
-            "round": rendezvous_round(spec.rdzv_handler),
+            "round": round_,
             "max_restarts": spec.max_restarts,
             "remaining_restarts": getattr(agent, "_remaining_restarts", None),
             "nodes": getattr(worker_group, "group_world_size", None),

@@ -2,13 +2,13 @@
 
 OpenTelemetry specifies environment variables as a context carrier (``TRACEPARENT``,
 ``TRACESTATE``). Before the agent starts its workers, every worker's environment
-gets ``TRACEPARENT`` naming that worker's span in the cycle's trace (its ids are
-derived from the run id, the rendezvous round and the worker's global rank, so the
-span exported later is exactly that one), and ``OTEL_RESOURCE_ATTRIBUTES`` gains
-the run id, node rank, local and global rank, restart count and round (merged with
-what is already there: a key set by the user is never overwritten). Any
-OpenTelemetry-instrumented training code can then join the job's trace under its
-worker, with no code change in the launcher::
+gets ``TRACEPARENT`` naming its node's part in the cycle's trace (the ids are
+derived from the run id, the rendezvous round and the node's rank, so the span
+exported later is exactly that one; the worker itself is a span event of that
+part), and ``OTEL_RESOURCE_ATTRIBUTES`` gains the run id, node rank, local and
+global rank, restart count and round (merged with what is already there: a key set
+by the user is never overwritten). Any OpenTelemetry-instrumented training code
+can then join the job's trace under its node's part, with no code change in the launcher::
 
     # in the training script (the plain OpenTelemetry SDK)
     import os
@@ -71,13 +71,17 @@ def add_worker_context(agent: Any, envs: Mapping[int, MutableMapping[str, str]])
     run_id = spec.rdzv_handler.get_run_id()
     remaining = getattr(agent, "_remaining_restarts", None)
     restarts = spec.max_restarts - remaining if isinstance(remaining, int) else None
-    trace_id = derived_ids.cycle_trace_id(run_id, round_)
+    from torchelastic_otel.otel import settings
+
+    # Workers are span events of their node's part: the part is their parent.
+    trace_id, span_id = derived_ids.node_part_context(
+        run_id, round_, group.group_rank, settings.from_env().trace_shard_nodes
+    )
     workers = {w.local_rank: w for w in group.workers}
     for local_rank, env in envs.items():
         worker = workers.get(local_rank)
         if worker is None:
             continue
-        span_id = derived_ids.worker_span_id(run_id, round_, worker.global_rank)
         # Sampled, as the agent's spans are: every span of the job is exported.
         env[TRACEPARENT] = f"00-{trace_id:032x}-{span_id:016x}-01"
         env[TRACESTATE] = ""  # an inherited one belongs to another trace

@@ -61,6 +61,9 @@ class TorchMetric:
     value: float
 
 
+_LOST_REASONS = (sc.LOST_REASON_PREEMPTED, sc.LOST_REASON_COLLECTIVE, sc.LOST_REASON_HEARTBEAT)
+
+
 class MetricsRecorder:
     """Instruments on ``meter_provider``; call :meth:`on_fact` and friends on the worker.
 
@@ -114,6 +117,11 @@ class MetricsRecorder:
             unit="{failure}",
             description="Worker processes that failed, by error.type",
         )
+        self._nodes_lost = meter.create_counter(
+            sc.METRIC_NODES_LOST,
+            unit="{node}",
+            description="Nodes that left the run, counted by the next cycle's rank 0, by reason",
+        )
         self._startup = meter.create_histogram(
             sc.METRIC_WORKER_STARTUP,
             unit="s",
@@ -166,6 +174,12 @@ class MetricsRecorder:
             self._worker_failures.add(1, {**attrs, **fact.attributes})
         elif fact.kind == "rendezvous_failure":
             self._rdzv_failures.add(1, {**attrs, **fact.attributes})
+        elif fact.kind == "counts_lost_nodes":
+            # Each reason starts at 0 where it will be counted: increase() sees a loss.
+            for reason in _LOST_REASONS:
+                self._nodes_lost.add(0, {**attrs, sc.LOST_REASON: reason})
+        elif fact.kind == "node_lost":
+            self._nodes_lost.add(1, {**attrs, **fact.attributes})
         elif fact.kind == "workers_started":
             self._startup.record(fact.value, attrs)
 

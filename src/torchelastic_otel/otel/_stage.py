@@ -16,12 +16,14 @@ The sinks were chosen once, when the stage was built (:func:`.sinks.choose`).
 import os
 import time
 
+from opentelemetry.context import Context
+
 from torchelastic_otel.events import RdzvEvent
 from torchelastic_otel.otel import _exporters, _resource, _selflog, sinks
 from torchelastic_otel.otel._chatter import Chatter
 from torchelastic_otel.otel._ledger import Ledger
 from torchelastic_otel.otel._metrics import MetricsRecorder, TorchMetric
-from torchelastic_otel.otel.mapping import map_event, to_event
+from torchelastic_otel.otel.mapping import MappedEvent, map_event, to_event
 from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otel.spans import Fact, SpanStateMachine
 from torchelastic_otel.semconv import HEARTBEATS, RANK
@@ -39,7 +41,13 @@ class EventStage:
         )
         self.sinks = sinks.choose(settings, _resource.create(settings), plugins, ledger)
         self.batches = self.sinks.batches
-        self.machine = SpanStateMachine(self.sinks.spans, _resource.host_name(), self._on_fact)
+        self.machine = SpanStateMachine(
+            self.sinks.spans,
+            _resource.host_name(),
+            self._on_fact,
+            self._on_record,
+            settings.trace_shard_nodes,
+        )
         self.chatter = Chatter(settings.chatter_summary_s)
         self.metrics: MetricsRecorder | None = None
         if self.sinks.metrics is not None:
@@ -71,6 +79,11 @@ class EventStage:
             summary.attributes[RANK] = self.machine.rank_of(summary.run_id)
             context = self.machine.context_of(summary.run_id)
             self.sinks.logs.emit(summary, t_ns, context, weight=folded)
+
+    def _on_record(self, m: MappedEvent, t_ns: int, context: Context) -> None:
+        """A record the state machine writes itself (a lost node): no event of the
+        caller's, so it weighs nothing in the books."""
+        self.sinks.logs.emit(m, t_ns, context, weight=0)
 
     def _on_fact(self, fact: Fact) -> None:
         """What the span state machine concluded: the metrics' input."""

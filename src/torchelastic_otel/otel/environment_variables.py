@@ -129,3 +129,9 @@ TORCHELASTIC_OTEL_RDZV_EVENTS = "TORCHELASTIC_OTEL_RDZV_EVENTS"
 """``1`` (or ``true``): under torchrun, also export the dynamic rendezvous' own events
 (torch's ``dynamic_rendezvous`` destination), so rendezvous rounds become spans.
 Off by default, as in torch, where that destination is a ``NullHandler``."""
+
+TORCHELASTIC_OTEL_TRACE_SHARD_NODES = "TORCHELASTIC_OTEL_TRACE_SHARD_NODES"
+"""Nodes per trace (default 2000): a cycle of more nodes (and a run of more) is split in
+shard traces by node rank, so that no trace passes Grafana Tempo's default 5 MB or the
+~10,000 spans Jaeger's UI handles, at any job size. Every node of a job must use the
+same value (the ids are derived from it). ``0``: never split."""

@@ -58,6 +58,7 @@ class Settings:
     metric_export_interval_ms: int = 60_000
     prometheus_host: str = "localhost"
     prometheus_port: int = 9464
+    trace_shard_nodes: int = 2000
 
     def with_overrides(self, **overrides: Any) -> "Settings":
         """A copy with the non-``None`` overrides applied."""
@@ -129,6 +130,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
                 int(default.warning_interval_s),
                 zero=True,
             )
+        ),
+        trace_shard_nodes=_positive_int(
+            env, ev.TORCHELASTIC_OTEL_TRACE_SHARD_NODES, default.trace_shard_nodes, zero=True
         ),
     )
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from torchelastic_otel import semconv as sc
-from torchelastic_otel.otlp_data import LogItem, Received, SpanItem, read_otlp_json
+from torchelastic_otel.otlp_data import LogItem, Received, SpanEventItem, SpanItem, read_otlp_json
 
 LATE_JOIN_S = 5.0
 """A node that started its rendezvous this much after the round's median start joined
@@ -212,6 +212,9 @@ class Node:
     failures: list[Failure] = field(default_factory=list)
     records: int = 0
     spans: int = 0
+    left: str = ""
+    """How the node left the job without finishing it, as the data says: ``lost
+    (collective_failed)`` (a survivor inferred it) or ``preempted (SIGTERM)``."""
 
     @property
     def title(self) -> str:
@@ -428,6 +431,10 @@ class _Builder:
         self.unfinished = 0
         # Nodes that could not leave the rendezvous at exit, by error type.
         self.exit_warnings: Counter[str] = Counter()
+        # What survivors exported for nodes that vanished: placed once every node's
+        # own spans and records are in (the lost node is matched to its own).
+        self.inferred: list[SpanItem] = []
+        self.lost_records: list[LogItem] = []
 
     def node_for(self, resource: dict[str, Any]) -> Node:
         host = str(resource.get(sc.HOST_NAME, "?"))
@@ -456,21 +463,33 @@ class _Builder:
             self.add_node_span(s)
         for s in by_kind.pop(sc.CYCLE_SPAN, []):
             r = _int(s["attributes"].get(sc.ROUND))
-            if r is not None:
+            inferred = bool(s["attributes"].get(sc.INFERRED))
+            if r is not None and not (inferred and r in self.roots):
                 self.roots[r] = s
                 self.round_of_trace[s["trace_id"]] = r
         for s in by_kind.pop(sc.CYCLE_NODE_SPAN, []):
-            self.add_part_span(s)
+            if s["attributes"].get(sc.INFERRED):
+                self.inferred.append(s)
+            else:
+                self.add_part_span(s, self.node_for(s["resource"]))
+        # Traces of torchelastic-otel before workers became events of their part.
         for s in by_kind.pop(sc.WORKER_SPAN, []):
             self.add_worker_span(s)
         for s in by_kind.pop(sc.RENDEZVOUS_SPAN, []):
             self.add_attempt_span(s)
+        # Shard roots are structure only: the cycle root speaks for the cycle.
+        by_kind.pop(sc.CYCLE_SHARD_SPAN, None)
+        by_kind.pop(sc.NODES_SHARD_SPAN, None)
         other = sum(len(v) for v in by_kind.values())
         self.add_logs(logs)
+        self.add_lost()
         return self.finish(logs, spans, other)
 
     def add_node_span(self, s: SpanItem) -> None:
         a = s["attributes"]
+        if a.get(sc.INFERRED):
+            self.inferred.append(s)
+            return
         node = self.node_for(s["resource"])
         node.spans += 1
         node.state = str(a.get(sc.NODE_STATE, node.state))
@@ -480,9 +499,8 @@ class _Builder:
         node.start_ns = s["start"]
         node.end_ns = max(s["end"], s["start"])
 
-    def add_part_span(self, s: SpanItem) -> None:
+    def add_part_span(self, s: SpanItem, node: Node) -> None:
         a = s["attributes"]
-        node = self.node_for(s["resource"])
         node.spans += 1
         round_ = _int(a.get(sc.ROUND))
         if round_ is None:
@@ -512,6 +530,76 @@ class _Builder:
         node.cycles.append(part)
         self.parts_by_span[s["span_id"]] = (node, part)
         self.round_of_trace.setdefault(s["trace_id"], round_)
+        for event in s.get("events") or ():
+            if event["name"] == sc.WORKER_EVENT:
+                self.add_worker_event(node, part, s["span_id"], event)
+
+    def add_worker_event(
+        self, node: Node, part: NodeCycle, span_id: str, event: SpanEventItem
+    ) -> None:
+        """A worker as its node's part says it ended (a span event of the part)."""
+        a = event["attributes"]
+        grank = _int(a.get(sc.GLOBAL_RANK))
+        lrank = _int(a.get(sc.LOCAL_RANK))
+        took = _num(a.get(sc.DURATION_MS)) or 0.0
+        end = event["time"]
+        reason = str(a.get(sc.END_REASON, ""))
+        worker = Worker(
+            global_rank=-1 if grank is None else grank,
+            local_rank=-1 if lrank is None else lrank,
+            start_ns=max(part.start_ns, end - int(took * 1e6)),
+            end_ns=end,
+            state=str(a.get(sc.NODE_STATE, "")),
+            end_reason=reason,
+            signal=str(a.get(sc.SIGNAL, "")),
+            error=reason == "failed",
+            message=str(a.get(sc.EXCEPTION_TYPE, "")).rsplit(".", 1)[-1],
+            unfinished=bool(a.get(sc.UNFINISHED, False)),
+            span_id=span_id,
+            attributes=a,
+        )
+        part.workers.append(worker)
+        # A worker's records name its node's part: the part and its rank find it.
+        self.worker_spans[f"{span_id}/{worker.global_rank}"] = (node, part, worker)
+        self.from_spans.add(span_id)
+
+    def lost_node(self, node_id: str, host: str) -> Node:
+        """The node torch's rendezvous calls ``node_id`` (``<host>_<pid>_<n>``): the one
+        whose own records arrived if any (same pid, same short host name), else a new one."""
+        parts = node_id.rsplit("_", 2)
+        pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
+        same_pid = [n for n in self.nodes.values() if n.pid == pid and pid >= 0]
+        short = host.split(".", 1)[0]
+        exact = [n for n in same_pid if n.host.split(".", 1)[0] == short]
+        if exact or len(same_pid) == 1:
+            return (exact or same_pid)[0]
+        key = (host, pid, "")
+        node = self.nodes.get(key)
+        if node is None:
+            node = self.nodes[key] = Node(key=f"{host}:{pid}", host=host, pid=pid)
+        return node
+
+    def add_lost(self) -> None:
+        """What the survivors said of the nodes that left: their parts, and how they left."""
+        for s in self.inferred:
+            a = s["attributes"]
+            node = self.lost_node(str(a.get(sc.NODE_ID, "")), str(a.get(sc.HOST_NAME, "?")))
+            reason = str(a.get(sc.LOST_REASON, ""))
+            if not node.left:
+                node.left = f"lost ({reason})" if reason else "lost"
+            if _span_kind(s["name"]) == sc.CYCLE_NODE_SPAN:
+                round_ = _int(a.get(sc.ROUND))
+                if round_ is None or node.cycle(round_) is None:
+                    self.add_part_span(s, node)
+            elif node.state == sc.UNKNOWN_STATE:
+                node.state = sc.STATE_LOST
+                node.end_ns = max(node.end_ns, s["end"])
+        for log in self.lost_records:
+            a = log["attributes"]
+            node = self.lost_node(str(a.get(sc.LOST_NODE, "")), str(a.get(sc.LOST_HOST, "?")))
+            reason = str(a.get(sc.LOST_REASON, ""))
+            signal = str(a.get(sc.SIGNAL, ""))
+            node.left = f"preempted ({signal})" if signal else f"lost ({reason})"
 
     def part_for(self, node: Node, round_: int, t_ns: int, trace_id: str) -> NodeCycle:
         """The node's part in ``round_``, made up (from records) when its span is missing."""
@@ -620,6 +708,8 @@ class _Builder:
             rank = _int(a.get(sc.RANK))
             if rank is not None and rank >= 0:
                 ranks[rank] += 1
+            if self.how_it_left(node, log):
+                continue
             if name == sc.CYCLE_EVENT:
                 waiting_since = None
                 part = self.cycle_record(node, log, rank)
@@ -640,6 +730,21 @@ class _Builder:
                 kind = "worker" if a.get(sc.WORKER_ID) else "agent"
                 self.add_failure(node, log, kind)
         self.end_of_records(node, waiting_since, open_workers)
+
+    def how_it_left(self, node: Node, log: LogItem) -> bool:
+        """A record about a node leaving the job: a survivor's word on a lost node, or
+        this node's own notice that a signal stopped it (no failure of the job)."""
+        a = log["attributes"]
+        if log["event_name"] == sc.NODE_LOST_EVENT:
+            self.lost_records.append(log)
+            return True
+        if log["event_name"] == sc.NODE_LEAVING_EVENT:
+            node.left = f"preempted ({a.get(sc.SIGNAL, 'a signal')})"
+            return True
+        signal = _signal_exception(log) if a.get(sc.NODE_STATE) == sc.STATE_FAILED else ""
+        if signal:
+            node.left = node.left or f"preempted ({signal})"
+        return bool(signal)
 
     def end_of_records(
         self, node: Node, waiting_since: int | None, open_workers: dict[str, Worker]
@@ -753,7 +858,11 @@ class _Builder:
 
     def add_failure(self, node: Node, log: LogItem, kind: str) -> None:
         a = log["attributes"]
-        found = self.worker_spans.get(log["span_id"]) if kind == "worker" else None
+        found = None
+        if kind == "worker":
+            found = self.worker_spans.get(log["span_id"]) or self.worker_spans.get(
+                f"{log['span_id']}/{_int(a.get(sc.GLOBAL_RANK))}"
+            )
         round_ = found[1].round if found is not None else self.round_of_trace.get(log["trace_id"])
         default_type = sc.WORKER_FAILURE if kind == "worker" else sc.RENDEZVOUS_FAILURE
         if kind == "agent":
@@ -1086,6 +1195,21 @@ def _order_failures(failures: list[Failure]) -> list[Failure]:
         return (group, f.killed, f.time_ns, f.node.rank)
 
     return sorted(failures, key=key)
+
+
+_SIGNAL_EXCEPTION = re.compile(r"SignalException\b.*?got signal: (\d+)", re.S)
+
+
+def _signal_exception(log: LogItem) -> str:
+    """The signal of an agent stopped by torch's ``SignalException``, else ``""``."""
+    a = log["attributes"]
+    text = f"{a.get(sc.EXCEPTION_TYPE, '')}: {a.get(sc.EXCEPTION_MESSAGE, '')}"
+    found = _SIGNAL_EXCEPTION.search(text)
+    if found is None:
+        found = _SIGNAL_EXCEPTION.search(str(a.get(sc.EXCEPTION_STACKTRACE, "")))
+    if found is None:
+        return ""
+    return sc.describe_exit(-int(found.group(1)))[1] or f"signal {found.group(1)}"
 
 
 def _missing(cycles: list[Cycle], nodes: list[Node]) -> list[Missing]:
