@@ -243,6 +243,7 @@ class RawReceiver:
 
 # --- the collector ---
 
+# The gateway's work: otel-collector/config.yaml's processors, OTLP/gRPC in.
 _OTELCOL_CONFIG = """
 receivers:
   otlp:
@@ -291,6 +292,49 @@ class Collector:
         return cpu_s, 0.0
 
 
+# The sampler tier of otel-collector/kubernetes/collector-sampler.yaml: the same
+# policies, decisions after DECISION_WAIT (the manifest's 30 s; shorter here, as the
+# burst arrives within seconds either way), into the sink.
+_SAMPLER_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:${env:HTTP_PORT}"}
+extensions:
+  health_check: {endpoint: "127.0.0.1:${env:HEALTH_PORT}"}
+processors:
+  memory_limiter: {check_interval: 1s, limit_percentage: 80, spike_limit_percentage: 20}
+  tail_sampling:
+    decision_wait: ${env:DECISION_WAIT}
+    num_traces: 50000
+    expected_new_traces_per_sec: 50
+    decision_cache: {sampled_cache_size: 200000, non_sampled_cache_size: 200000}
+    policies:
+      - name: torchelastic-cycles
+        type: string_attribute
+        string_attribute: {key: run_id, values: [".+"], enabled_regex_matching: true}
+      - name: errors
+        type: status_code
+        status_code: {status_codes: [ERROR]}
+      - name: some-of-the-rest
+        type: probabilistic
+        probabilistic: {sampling_percentage: 10}
+  batch: {send_batch_size: 1024, send_batch_max_size: 4096, timeout: 1s}
+exporters:
+  otlp_http: {endpoint: "${env:SINK}", compression: none}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics: {level: none}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, tail_sampling, batch]
+      exporters: [otlp_http]
+"""
+DECISION_WAIT_S = 10
+
+
 @contextlib.contextmanager
 def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
     """rotel, or ``otelcol-torchelastic`` (built by ``make collector``), into ``sink``."""
@@ -300,6 +344,16 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
         with run_rotel(sink, tmp) as rotel:
             yield Collector(rotel.grpc_endpoint)
         return
+    from torchelastic_otel.demo.collector import free_port
+
+    grpc = free_port()
+    with _otelcol(_OTELCOL_CONFIG, {"GRPC_PORT": str(grpc), "SINK": sink}, tmp, "gateway") as pid:
+        yield Collector(f"http://127.0.0.1:{grpc}", pid)
+
+
+@contextlib.contextmanager
+def _otelcol(config_text: str, env: dict[str, str], tmp: Path, name: str) -> Iterator[int]:
+    """``otelcol-torchelastic`` on ``config_text``, healthy; yields its pid."""
     import urllib.request
 
     from torchelastic_otel.demo.collector import free_port
@@ -310,13 +364,16 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
     binary = cache / "bin" / "otelcol-torchelastic"
     if not os.access(binary, os.X_OK):
         raise SystemExit(f"{binary} is not built: run `make collector` first")
-    config = tmp / "otelcol.yaml"
-    config.write_text(_OTELCOL_CONFIG)
-    grpc, health = free_port(), free_port()
-    env = {**os.environ, "GRPC_PORT": str(grpc), "HEALTH_PORT": str(health), "SINK": sink}
-    log = (tmp / "otelcol.log").open("wb")
+    config = tmp / f"otelcol-{name}.yaml"
+    config.write_text(config_text)
+    health = free_port()
+    log_path = tmp / f"otelcol-{name}.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(binary), f"--config={config}"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(binary), f"--config={config}"],
+        env={**os.environ, **env, "HEALTH_PORT": str(health)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30
@@ -326,9 +383,9 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit((tmp / "otelcol.log").read_text()[-2000:]) from None
+                    raise SystemExit(log_path.read_text()[-2000:]) from None
                 time.sleep(0.1)
-        yield Collector(f"http://127.0.0.1:{grpc}", process.pid)
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -337,6 +394,72 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
             process.kill()
             process.wait(timeout=10)
         log.close()
+
+
+def _sampler_burst(traces: list[bytes], tmp: Path) -> dict[str, float]:
+    """The sampler tier under a burst: every trace request of the job at once.
+
+    In the replay, nodes follow one another over minutes, so a cycle's spans
+    trickle in; in a job they arrive within the seconds of a rendezvous, and a
+    sampler holds each trace for ``decision_wait`` before deciding. Here the spans
+    of all cycles (what the collector forwarded, as it batched them) are posted as
+    fast as two threads can to a sampler, and its CPU time and peak memory are read
+    once everything has come out again (or ``DECISION_WAIT_S`` + 120 s passed).
+    """
+    import urllib.request
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from torchelastic_otel.demo.collector import free_port
+
+    def spans_in(raw: bytes) -> int:
+        request = ExportTraceServiceRequest.FromString(raw)
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+    sent = sum(spans_in(raw) for raw in traces)
+    sink = RawReceiver()
+    port = free_port()
+    env = {"HTTP_PORT": str(port), "SINK": sink.endpoint, "DECISION_WAIT": f"{DECISION_WAIT_S}s"}
+    try:
+        with _otelcol(_SAMPLER_CONFIG, env, tmp, "sampler") as pid:
+            running = Collector("", pid)
+            url = f"http://127.0.0.1:{port}/v1/traces"
+
+            def post(chunk: list[bytes]) -> None:
+                for raw in chunk:
+                    request = urllib.request.Request(
+                        url, data=raw, headers={"Content-Type": "application/x-protobuf"}
+                    )
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        response.read()
+
+            started = time.monotonic()
+            posters = [threading.Thread(target=post, args=(traces[i::2],)) for i in range(2)]
+            for poster in posters:
+                poster.start()
+            for poster in posters:
+                poster.join()
+            posted_s = time.monotonic() - started
+            deadline = time.monotonic() + DECISION_WAIT_S + 120
+            out = counted = 0
+            while out < sent and time.monotonic() < deadline:
+                time.sleep(1)
+                with sink.lock:
+                    new = sink.traces[counted:]
+                counted += len(new)
+                out += sum(spans_in(raw) for raw in new)
+            cpu_s, rss_mib = running.usage()
+    finally:
+        sink.close()
+    return {
+        "sampler_spans_in": sent,
+        "sampler_spans_out": out,
+        "sampler_posted_s": round(posted_s, 1),
+        "sampler_cpu_s": round(cpu_s, 2),
+        "sampler_peak_rss_mib": round(rss_mib),
+    }
 
 
 # --- the simulated nodes ---
@@ -575,6 +698,43 @@ def _timeline(json_path: Path, html: Path) -> tuple[float, int, int, float]:
     return took, lines, size, usage.ru_maxrss / 1024
 
 
+def _draw_s(html: Path) -> float | None:
+    """Seconds headless Chromium takes to open the page and draw it (None: no Chromium).
+
+    As tests/e2e/test_timeline_browser.py measures it: from navigation until the
+    job's SVG is there (the script has parsed the data and drawn the overview and
+    the first lanes).
+    """
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if chromium is None or not html.exists():
+        return None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            started = time.monotonic()
+            page.goto(html.as_uri(), timeout=120_000)
+            try:
+                page.wait_for_selector("section.job svg", timeout=120_000)
+            except Exception as e:  # a row without it, not a crash
+                print(f"{html}: not drawn: {errors or e}", file=sys.stderr)
+                return None
+            return round(time.monotonic() - started, 2)
+        finally:
+            browser.close()
+
+
 def run(
     nodes: int,
     workers: int,
@@ -603,9 +763,11 @@ def run(
         measure_started = time.monotonic()
         measured = _measure(receiver, json_path)
         measure_s = time.monotonic() - measure_started
+        sampler = _sampler_burst(receiver.traces, tmp_path) if collector_kind == "otelcol" else {}
         timeline_s, lines, html_bytes, timeline_rss_mib = _timeline(
             json_path, tmp_path / "timeline.html"
         )
+        draw_s = _draw_s(tmp_path / "timeline.html")
         json_mb = json_path.stat().st_size / 1e6
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -637,6 +799,7 @@ def run(
         "timeline_lines": lines,
         "timeline_html_bytes": html_bytes,
         "timeline_peak_rss_mib": round(timeline_rss_mib),
+        "timeline_draw_s": draw_s,
         "otlp_json_mb": round(json_mb, 1),
         "replay_s": round(replay_s, 1),
         "replay_processes": processes,
@@ -644,6 +807,7 @@ def run(
         "collector": collector_kind,
         "collector_cpu_s_per_cycle": round(collector_cpu_s / cycles, 2),
         "collector_peak_rss_mib": round(collector_rss_mib),
+        **sampler,
         "recorded_from": f"{directory.name} ({job['nnodes']} nodes x {job['workers']} workers)",
     }
     return row
