@@ -23,25 +23,21 @@ Example::
     1
 """
 
+import base64
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from torchelastic_otel.otlp_data import (
-    _FLOATS,
-    _SEVERITY,
-    _STATUS,
-    LogFilter,
-    LogItem,
-    SpanEventItem,
-    SpanItem,
-    SpanLinkItem,
-    _json_enum,
-    _json_id,
-    _json_value,
-)
+# Self-contained: otlp_data imports this module, so nothing is imported back from it.
+# The items are otlp_data's LogItem and SpanItem (tests check them item for item).
+Item = dict[str, Any]
+LogFilter = Callable[[str, int], bool]
+_SEVERITY = dict(SeverityNumber.items())
+_STATUS = dict(Status.StatusCode.items())
 
 # The OTLP/JSON schema, as far as the timeline reads it; unknown fields are skipped
 # by the decoder without being built. gc=False: these are acyclic, short-lived and
@@ -53,9 +49,13 @@ class _AnyValue(msgspec.Struct, frozen=True, gc=False):
     intValue: int | None = None  # noqa: N815
     boolValue: bool | None = None  # noqa: N815
     doubleValue: float | None = None  # noqa: N815
-    arrayValue: dict[str, Any] | None = None  # noqa: N815
-    kvlistValue: dict[str, Any] | None = None  # noqa: N815
+    arrayValue: "_ArrayValue | None" = None  # noqa: N815
+    kvlistValue: "_KvList | None" = None  # noqa: N815
     bytesValue: str | None = None  # noqa: N815
+
+
+class _ArrayValue(msgspec.Struct, gc=False):
+    values: list[_AnyValue] = []
 
 
 _NONE = _AnyValue()
@@ -64,6 +64,10 @@ _NONE = _AnyValue()
 class _KeyValue(msgspec.Struct, gc=False):
     key: str
     value: _AnyValue = _NONE
+
+
+class _KvList(msgspec.Struct, gc=False):
+    values: list[_KeyValue] = []
 
 
 class _Resource(msgspec.Struct, gc=False):
@@ -155,11 +159,13 @@ def _value(v: _AnyValue) -> Any:  # noqa: PLR0911 -- one return per OTLP value k
     if v.doubleValue is not None:
         return v.doubleValue
     if v.arrayValue is not None:
-        return _json_value({"arrayValue": v.arrayValue})
+        return [
+            x.stringValue if x.stringValue is not None else _value(x) for x in v.arrayValue.values
+        ]
     if v.kvlistValue is not None:
-        return _json_value({"kvlistValue": v.kvlistValue})
+        return _attrs(v.kvlistValue.values)
     if v.bytesValue is not None:
-        return _json_value({"bytesValue": v.bytesValue})
+        return base64.b64decode(v.bytesValue)
     return None
 
 
@@ -175,20 +181,27 @@ def _attrs(kvs: list[_KeyValue], intern: Callable[[str], str] = sys.intern) -> d
     return out
 
 
-def _trace_id(value: str) -> str:
-    return value.lower() if len(value) == 32 else _json_id(value, 32)
+def _id(value: str, hex_len: int) -> str:
+    """An id as lower-case hex; base64 (protobuf's JSON mapping) is converted."""
+    if len(value) == hex_len:
+        return value.lower()
+    if not value:
+        return ""
+    return base64.b64decode(value, validate=True).hex()  # else: the standard library's turn
 
 
-def _span_id(value: str) -> str:
-    return value.lower() if len(value) == 16 else _json_id(value, 16)
-
-
-def _severity(value: int | str | None) -> int:
-    return value if isinstance(value, int) else _json_enum(value, _SEVERITY)
-
-
-def _status(value: int | str | None) -> int:
-    return value if isinstance(value, int) else _json_enum(value, _STATUS)
+def _enum(value: int | str | None, names: dict[str, int]) -> int:
+    """An enum given by number, digits or name (``SEVERITY_NUMBER_INFO``)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    if value.isdigit():
+        return int(value)
+    number = names.get(value)
+    if number is None:
+        raise ValueError(f"unknown enum value {value!r}")  # the standard library says so
+    return number
 
 
 class Decoder:
@@ -196,15 +209,15 @@ class Decoder:
 
     def __init__(self) -> None:
         # strict=False: int64 is a string in OTLP/JSON ("1700000000000000000"), and
-        # doubles may be "NaN" or "Infinity"; the decoder converts them in C.
+        # doubles may be "NaN", "Infinity" or "-Infinity"; the decoder converts them
+        # in C.
         self._decode = msgspec.json.Decoder(_Request, strict=False).decode
-        assert set(_FLOATS) == {"NaN", "Infinity", "-Infinity"}  # what strict=False reads
 
     def __call__(
         self,
         line: bytes,
-        logs: list[LogItem],
-        spans: list[SpanItem],
+        logs: list[Any],  # of otlp_data.LogItem
+        spans: list[Any],  # of otlp_data.SpanItem
         keep: LogFilter | None,
     ) -> int:
         """Append the line's items to ``logs`` and ``spans``; return its requests.
@@ -219,8 +232,8 @@ class Decoder:
             if request.resourceMetrics is None:
                 raise NotOtlpError("no resourceLogs, resourceSpans or resourceMetrics")
             return 0
-        new_logs: list[LogItem] = []
-        new_spans: list[SpanItem] = []
+        new_logs: list[Item] = []
+        new_spans: list[Item] = []
         requests = 0
         if request.resourceLogs is not None:
             self._logs(request.resourceLogs, new_logs, keep)
@@ -233,21 +246,19 @@ class Decoder:
         return requests
 
     @staticmethod
-    def _logs(
-        resource_logs: list[_ResourceLogs], into: list[LogItem], keep: LogFilter | None
-    ) -> None:
+    def _logs(resource_logs: list[_ResourceLogs], into: list[Item], keep: LogFilter | None) -> None:
         for rl in resource_logs:
             resource = _attrs(rl.resource.attributes) if rl.resource is not None else {}
             for sl in rl.scopeLogs:
                 scope = sl.scope.name if sl.scope is not None else ""
                 for r in sl.logRecords:
-                    severity = _severity(r.severityNumber)
+                    severity = _enum(r.severityNumber, _SEVERITY)
                     if keep is not None and not keep(r.eventName, severity):
                         continue
                     body = r.body
                     text = body.stringValue if body is not None else None
                     into.append(
-                        LogItem(
+                        dict(
                             resource=resource,
                             scope=scope,
                             event_name=r.eventName,
@@ -256,33 +267,33 @@ class Decoder:
                             severity_text=r.severityText,
                             time_unix_nano=r.timeUnixNano,
                             observed_time_unix_nano=r.observedTimeUnixNano,
-                            trace_id=_trace_id(r.traceId) if r.traceId else "",
-                            span_id=_span_id(r.spanId) if r.spanId else "",
+                            trace_id=_id(r.traceId, 32),
+                            span_id=_id(r.spanId, 16),
                             attributes=_attrs(r.attributes),
                         )
                     )
 
     @staticmethod
-    def _spans(resource_spans: list[_ResourceSpans], into: list[SpanItem]) -> None:
+    def _spans(resource_spans: list[_ResourceSpans], into: list[Item]) -> None:
         for rs in resource_spans:
             resource = _attrs(rs.resource.attributes) if rs.resource is not None else {}
             for ss in rs.scopeSpans:
                 for s in ss.spans:
                     status = s.status
                     into.append(
-                        SpanItem(
+                        dict(
                             resource=resource,
                             name=s.name,
-                            trace_id=_trace_id(s.traceId) if s.traceId else "",
-                            span_id=_span_id(s.spanId) if s.spanId else "",
-                            parent_span_id=_span_id(s.parentSpanId) if s.parentSpanId else "",
+                            trace_id=_id(s.traceId, 32),
+                            span_id=_id(s.spanId, 16),
+                            parent_span_id=_id(s.parentSpanId, 16),
                             start=s.startTimeUnixNano,
                             end=s.endTimeUnixNano,
-                            status_code=_status(status.code) if status is not None else 0,
+                            status_code=_enum(status.code, _STATUS) if status is not None else 0,
                             status_message=status.message if status is not None else "",
                             attributes=_attrs(s.attributes),
                             events=[
-                                SpanEventItem(
+                                dict(
                                     name=e.name,
                                     time=e.timeUnixNano,
                                     attributes=_attrs(e.attributes),
@@ -290,9 +301,9 @@ class Decoder:
                                 for e in s.events
                             ],
                             links=[
-                                SpanLinkItem(
-                                    trace_id=_trace_id(link.traceId) if link.traceId else "",
-                                    span_id=_span_id(link.spanId) if link.spanId else "",
+                                dict(
+                                    trace_id=_id(link.traceId, 32),
+                                    span_id=_id(link.spanId, 16),
                                     attributes=_attrs(link.attributes),
                                 )
                                 for link in s.links
