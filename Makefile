@@ -7,8 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit-no-torch bench bench-scale-large clean collector stack-build stack-test \
-	compat compat-venvs
+.PHONY: demo test lint unit-no-torch bench bench-scale-large clean collector stack-build \
+	stack-test compat compat-venvs dashboards otel-compat
 
 # The oldest and the newest torch with torchrun's --event_log_handler (2.8 and 2.15;
 # the main venv has 2.13). tools/compat.sh caches their venvs outside the repo.
@@ -44,17 +44,33 @@ collector:
 stack-build:
 	$(STACK_BUILD) collector jaeger prometheus
 
-# The collector validates every collector config and promtool checks the alerts
-# inside the suite: TORCHELASTIC_OTEL_REQUIRE makes a missing one a failure.
+# The collector validates every collector config, promtool checks the alerts, and
+# a real job feeds Debian's Prometheus for the dashboard's queries inside the suite:
+# TORCHELASTIC_OTEL_REQUIRE makes a missing one a failure.
 test: lint $(STAMP) collector
-	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,promtool $(PY) -m pytest
+	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,promtool,debian-prometheus,grafana-foundation-sdk \
+		$(PY) -m pytest
 	$(MAKE) --no-print-directory unit-no-torch
 
-# The real collector in front of real Jaeger v2 and Prometheus 3.
+# The real collector in front of real Jaeger v2 and Prometheus 3 (the dashboard's
+# queries too, on Prometheus 3's own OTLP translation).
 stack-test: $(STAMP) stack-build
-	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,jaeger,prometheus,promtool \
+	TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic,jaeger,prometheus,promtool,grafana-foundation-sdk \
 		$(PY) -m pytest -p no:cacheprovider tests/integration/test_real_collector.py \
-		tests/unit/test_collector_stack.py tests/unit/test_kubernetes.py
+		tests/e2e/test_dashboard_real_job.py tests/unit/test_collector_stack.py \
+		tests/unit/test_kubernetes.py
+
+# The Grafana dashboard, generated from semconv (commit the JSON it writes).
+dashboards: $(STAMP)
+	$(PY) otel-collector/grafana/generate.py
+
+# What the package takes from OpenTelemetry's internals (otel/_upstream.py),
+# against the oldest release pyproject.toml allows and one between (the main venv
+# has the newest); tools/otel-compat.sh caches their venvs outside the repo.
+OTEL_COMPAT ?= 1.40.0 1.43.0
+
+otel-compat:
+	@for v in $(OTEL_COMPAT); do tools/otel-compat.sh venv $$v && tools/otel-compat.sh test $$v || exit 1; done
 
 compat-venvs:
 	@for v in $(COMPAT_TORCH); do tools/compat.sh venv $$v || exit 1; done
@@ -68,6 +84,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_record.py --json benchmarks/results-record.json
 	$(PY) benchmarks/bench_pipeline.py --json benchmarks/results-pipeline.json
 	$(PY) benchmarks/bench_job.py --json benchmarks/results-job.json
+	$(PY) benchmarks/bench_progress.py --json benchmarks/results-progress.json
 	$(PY) benchmarks/bench_scale.py --nodes 16 256 1024 --workers 8 --restarts 3 \
 		--json benchmarks/results-scale.json
 	$(PY) benchmarks/report.py benchmarks/results-events.json \

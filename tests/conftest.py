@@ -73,6 +73,16 @@ def clean_events_state() -> Iterator[None]:
     events._warned.update(warned)
 
 
+@pytest.fixture(autouse=True)
+def fresh_settings_warnings() -> Iterator[None]:
+    """Each test sees the settings' once-per-process warnings afresh."""
+    from torchelastic_otel.otel import settings
+
+    settings._warned.clear()
+    yield
+    settings._warned.clear()
+
+
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RealCollector"]:
     """Our collector build with ``config.yaml``, in front of local backends (one per module).

@@ -58,6 +58,27 @@ def _parser() -> argparse.ArgumentParser:
         "waits in a rendezvous (0: run until Ctrl-C or SIGTERM)",
     )
     tl.add_argument("--duration", type=float, default=0.0, help="with --listen: stop after S s")
+    tl.add_argument(
+        "--max-items",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_ITEMS,
+        help="with --listen: keep at most this many log records, spans and metric points "
+        f"(together; ~4 KB each in memory; default {DEFAULT_MAX_ITEMS:,}, about a 1,000-node "
+        "job with a few restarts; 0: no limit); later ones are counted and dropped",
+    )
+    tl.add_argument(
+        "--max-request-mib",
+        type=_positive_float,
+        default=16.0,
+        help="with --listen: refuse (413) an HTTP body larger than this on the wire (default 16)",
+    )
+    tl.add_argument(
+        "--max-decompressed-mib",
+        type=_positive_float,
+        default=32.0,
+        help="with --listen: refuse (413; gRPC: RESOURCE_EXHAUSTED) a request larger than this "
+        "once decompressed (default 32)",
+    )
     tl.add_argument("--run-id", help="only this run_id")
     tl.add_argument("--html", type=Path, help="also write a self-contained HTML page here")
     tl.add_argument("--save", type=Path, help="with --listen: save what arrived as OTLP JSON")
@@ -74,6 +95,23 @@ def _parser() -> argparse.ArgumentParser:
         "--lanes", action="store_true", help="draw every node's lanes, whatever the node count"
     )
     return parser
+
+
+DEFAULT_MAX_ITEMS = 250_000
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,11 +158,20 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
     from contextlib import ExitStack
 
     from torchelastic_otel.otlp_data import Received, write_otlp_json
-    from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver, PortInUseError
+    from torchelastic_otel.receiver import (
+        Limits,
+        OtlpGrpcReceiver,
+        OtlpHttpReceiver,
+        PortInUseError,
+    )
 
     if not args.grpc_port and not args.http_port:
         raise OSError("--grpc-port and --http-port are both 0: nothing to listen on")
-    received = Received()
+    received = Received(max_items=args.max_items)
+    limits = Limits(
+        max_request_bytes=int(args.max_request_mib * (1 << 20)),
+        max_decompressed_bytes=int(args.max_decompressed_mib * (1 << 20)),
+    )
     with ExitStack() as stack:
         # Before the receivers listen: a sender (or a test) that sees the port open
         # may SIGTERM us at once, and the default action would kill the process
@@ -134,12 +181,12 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
         try:
             if args.grpc_port:
                 grpc = stack.enter_context(
-                    OtlpGrpcReceiver(args.grpc_port, received, host=args.host)
+                    OtlpGrpcReceiver(args.grpc_port, received, host=args.host, limits=limits)
                 )
                 where.append(f"gRPC {grpc.endpoint}")
             if args.http_port:
                 http = stack.enter_context(
-                    OtlpHttpReceiver(args.http_port, received, host=args.host)
+                    OtlpHttpReceiver(args.http_port, received, host=args.host, limits=limits)
                 )
                 where.append(f"HTTP {http.endpoint}")
         except PortInUseError as e:
@@ -149,6 +196,13 @@ def _listen(args: argparse.Namespace, err: "Console") -> "Received":
             err.print(f"receiving OTLP on {', '.join(where)}", highlight=False)
         why = _receive(args, received, where, err, stop, reason)
         err.print(f"{why}: {len(received.logs)} records, {len(received.spans)} spans received")
+        dropped = {k: v for k, v in received.dropped.items() if v}
+        if dropped:
+            err.print(
+                f"kept the first {args.max_items:,} items (--max-items); dropped the later "
+                + ", ".join(f"{v:,} {k}" for k, v in dropped.items()),
+                highlight=False,
+            )
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         write_otlp_json(received, args.save)
@@ -195,16 +249,19 @@ def _receive(
     try:
         with status as spinner:
             while not stop.is_set():
-                count = len(received.logs) + len(received.spans)
+                # Dropped items count as data: a full receiver is not an idle one.
+                count = len(received.logs) + len(received.spans) + sum(received.dropped.values())
                 now = time.monotonic()
                 if count != last_count:
                     last_count, last_change = count, now
                 waiting = watch.update(received.logs)
                 if spinner is not None:
                     wait = f", {len(waiting)} node(s) waiting in a rendezvous" if waiting else ""
+                    lost = sum(received.dropped.values())
+                    full = f", {lost:,} dropped (--max-items)" if lost else ""
                     spinner.update(
                         f"receiving OTLP on {', '.join(where)} — {len(received.logs)} records, "
-                        f"{len(received.spans)} spans{wait} (Ctrl-C to stop)"
+                        f"{len(received.spans)} spans{wait}{full} (Ctrl-C to stop)"
                     )
                 if args.duration and now - started >= args.duration:
                     return f"--duration {args.duration:g} s"

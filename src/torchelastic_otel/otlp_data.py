@@ -194,49 +194,146 @@ def flatten_metrics(request: Any) -> Iterator[MetricPointItem]:
 
 @dataclass
 class Received:
-    """Log records, spans and metric points collected so far (thread-safe to add to)."""
+    """Log records, spans and metric points collected so far (thread-safe to add to).
+
+    With ``max_items`` set, at most that many items (log records, spans and metric
+    points together) are kept: the first ones. Later ones are decoded, counted in
+    :attr:`dropped` by kind, and let go, so that a receiver listening for days holds
+    a bounded amount. The headers of at most :data:`MAX_HEADERS` requests are kept.
+    """
 
     logs: list[LogItem] = field(default_factory=list)
     spans: list[SpanItem] = field(default_factory=list)
     metrics: list[MetricPointItem] = field(default_factory=list)
     requests: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
+    max_items: int = 0  # 0: no limit
+    dropped: dict[str, int] = field(default_factory=lambda: {"logs": 0, "spans": 0, "metrics": 0})
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_headers(self, headers: dict[str, Any]) -> None:
         """Keep a request's headers (gRPC metadata), names lower-cased."""
         with self.lock:
-            self.headers.append({str(k).lower(): str(v) for k, v in headers.items()})
+            if len(self.headers) < MAX_HEADERS:
+                self.headers.append({str(k).lower(): str(v) for k, v in headers.items()})
 
     def add_logs(self, request: ExportLogsServiceRequest) -> None:
         """Add a decoded logs request."""
-        items = list(flatten_logs(request))
-        with self.lock:
-            self.requests += 1
-            self.logs.extend(items)
+        self.add_items("logs", list(flatten_logs(request)))
 
     def add_spans(self, request: ExportTraceServiceRequest) -> None:
         """Add a decoded traces request."""
-        items = list(flatten_spans(request))
-        with self.lock:
-            self.requests += 1
-            self.spans.extend(items)
+        self.add_items("spans", list(flatten_spans(request)))
 
     def add_metrics(self, request: Any) -> None:
         """Add a decoded metrics request."""
-        items = list(flatten_metrics(request))
+        self.add_items("metrics", list(flatten_metrics(request)))
+
+    def add_items(self, kind: str, items: list[Any]) -> None:
+        """Add one request's flat items of ``kind`` (``logs``, ``spans``, ``metrics``)."""
+        into: list[Any] = getattr(self, kind)
         with self.lock:
             self.requests += 1
-            self.metrics.extend(items)
+            if self.max_items:
+                room = max(0, self.max_items - len(self.logs) - len(self.spans) - len(self.metrics))
+                if len(items) > room:
+                    self.dropped[kind] += len(items) - room
+                    items = items[:room]
+            into.extend(items)
 
     def wait_for(self, n_logs: int, n_spans: int = 0, timeout_s: float = 20.0) -> "Received":
-        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived."""
+        """Wait (bounded) until at least ``n_logs`` records and ``n_spans`` spans arrived.
+
+        Raises:
+            TimeoutError: at the deadline, saying how many arrived.
+        """
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(self.logs) >= n_logs and len(self.spans) >= n_spans:
-                break
+        while len(self.logs) < n_logs or len(self.spans) < n_spans:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"after {timeout_s:g} s: {len(self.logs)} of {n_logs} log records and "
+                    f"{len(self.spans)} of {n_spans} spans arrived"
+                )
             time.sleep(0.05)
         return self
+
+
+MAX_HEADERS = 1000
+"""How many requests' headers a :class:`Received` keeps (the first ones)."""
+
+
+class OtlpRequestError(ValueError):
+    """An OTLP request body that cannot be decoded; the message is one line."""
+
+
+def decode_json_request(kind: str, body: bytes) -> list[Any]:
+    """The flat items of one OTLP/JSON request body of ``kind`` (``logs``, ``spans``, ``metrics``).
+
+    Ids are taken as OTLP/JSON writes them (hex) or as protobuf's JSON mapping
+    does (base64).
+
+    Raises:
+        OtlpRequestError: not JSON, or not OTLP of that kind.
+    """
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise OtlpRequestError(f"not JSON: {_one_line(e)}") from None
+    except RecursionError:
+        raise OtlpRequestError("not OTLP JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise OtlpRequestError("not an OTLP JSON object")
+    try:
+        if kind == "logs":
+            logs: list[LogItem] = []
+            _json_logs(data, logs, None)
+            return logs
+        if kind == "spans":
+            spans: list[SpanItem] = []
+            _json_spans(data, spans)
+            return spans
+        from google.protobuf import json_format
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+        )
+
+        request = json_format.ParseDict(
+            data, ExportMetricsServiceRequest(), ignore_unknown_fields=True
+        )
+        return list(flatten_metrics(request))
+    except (_MalformedError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise OtlpRequestError(f"malformed OTLP JSON: {_one_line(e)}") from None
+    except RecursionError:
+        raise OtlpRequestError("malformed OTLP JSON: nested too deeply") from None
+
+
+def decode_protobuf_request(kind: str, body: bytes) -> list[Any]:
+    """The flat items of one OTLP protobuf request body of ``kind``.
+
+    Raises:
+        OtlpRequestError: not a protobuf message of that kind.
+    """
+    from google.protobuf.message import DecodeError
+
+    try:
+        if kind == "logs":
+            return list(flatten_logs(ExportLogsServiceRequest.FromString(body)))
+        if kind == "spans":
+            return list(flatten_spans(ExportTraceServiceRequest.FromString(body)))
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+        )
+
+        return list(flatten_metrics(ExportMetricsServiceRequest.FromString(body)))
+    except (DecodeError, RecursionError) as e:
+        raise OtlpRequestError(f"not an OTLP protobuf {kind} request: {_one_line(e)}") from None
+    except (UnicodeDecodeError, ValueError) as e:  # e.g. a string field that is not UTF-8
+        raise OtlpRequestError(f"malformed OTLP protobuf {kind}: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:200]
 
 
 class OtlpFileError(ValueError):

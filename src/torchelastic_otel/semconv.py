@@ -137,6 +137,8 @@ GOODPUT: Final = "torchelastic.goodput"
 """Share (0..1) of wall time in which the workers made progress."""
 TIME_LOST_S: Final = "torchelastic.time_lost_s"
 """Seconds a cycle lost: its rendezvous, its restart and its stalls."""
+STALL_TIMEOUT_S: Final = "torchelastic.stall.timeout_s"
+"""On stall records: the stall timeout in force (``TORCHELASTIC_OTEL_STALL_TIMEOUT_S``)."""
 
 # --- values ---------------------------------------------------------------------------
 
@@ -246,6 +248,10 @@ STALL_EVENT: Final = "torchelastic.worker.stalled"
 """A record (WARN): workers of a node made no progress for the stall timeout."""
 PROGRESS_RESUMED_EVENT: Final = "torchelastic.worker.progress_resumed"
 """A record (INFO): stalled workers made progress again."""
+STATE_STALLED: Final = "STALLED"
+"""The ``node_state`` of a :data:`STALL_EVENT` record."""
+STATE_PROGRESSING: Final = "PROGRESSING"
+"""The ``node_state`` of a :data:`PROGRESS_RESUMED_EVENT` record."""
 
 HEARTBEAT_SUMMARY: Final = "torchelastic.rendezvous.keepalive"
 """The event name of a summary of the rendezvous' periodic chatter."""

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.waiting import wait_until
 from torchelastic_otel.demo.collector import free_port, wait_port
 from torchelastic_otel.demo.job import run_job
 
@@ -117,14 +117,19 @@ def test_restarts_failures_and_rendezvous_through_a_real_scrape(
         timeout_s=240,
     )
     assert job.returncodes == [0, 0], "\n".join(o[-3000:] for o in job.outputs)
-    time.sleep(2)  # the last scrapes
     selector = f'run_id="{run_id}"'
 
     def last(metric: str, extra: str = "") -> str:
         return f"last_over_time({metric}{{{selector}{extra}}}[10m])"
 
-    # Each node restarted its workers once (node 1 for its own failure, node 0 for its peer).
-    restarts = _query(url, last("torchelastic_agent_restarts_total"))
+    # Each node restarted its workers once (node 1 for its own failure, node 0 for its peer);
+    # waited for, as Prometheus may still be ingesting the last scrapes.
+    restarts = wait_until(
+        lambda: _query(url, last("torchelastic_agent_restarts_total")),
+        lambda result: len(result) == 2,
+        20,
+        "both nodes' torchelastic_agent_restarts_total in Prometheus",
+    )
     assert sorted(float(r["value"][1]) for r in restarts) == [1.0, 1.0]
     assert {r["metric"]["instance"] for r in restarts} == {f"127.0.0.1:{p}" for p in ports}
     # The failure with its reason: the worker's exception, and its peer killed by SIGTERM.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import JobResult, run_job
 from torchelastic_otel.otel import derived_ids
@@ -33,13 +34,19 @@ def _job_data(
     receiver: RealCollector, run_id: str, timeout_s: float = 20.0
 ) -> tuple[list[Any], list[Any]]:
     """The job's records and spans, once the job span (exported last by rank 0) arrived."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        spans = [s for s in receiver.received.spans if s["attributes"].get("run_id") == run_id]
-        if any(s["name"] == "torchelastic.job" for s in spans):
-            break
-        time.sleep(0.1)
-    time.sleep(0.5)  # the other node's last batch
+    wait_until(
+        lambda: sorted(
+            s["name"]
+            for s in list(receiver.received.spans)
+            if s["attributes"].get("run_id") == run_id
+        ),
+        lambda names: "torchelastic.job" in names,
+        timeout_s,
+        "the job span (exported last by rank 0)",
+    )
+    # The collector forwards logs and spans through separate pipelines: the other
+    # node's last batch of logs may follow the job span by up to a batch timeout.
+    time.sleep(0.5)
     logs = [r for r in receiver.received.logs if r["attributes"].get("run_id") == run_id]
     spans = [s for s in receiver.received.spans if s["attributes"].get("run_id") == run_id]
     return logs, spans
@@ -89,11 +96,13 @@ def test_two_node_job_is_a_run_trace_and_a_cycle_trace(
     assert all(p["attributes"]["torchelastic.rendezvous.duration_ms"] > 0 for p in parts)
     assert root["attributes"]["torchelastic.nodes"] == 2
     assert root["attributes"]["torchelastic.workers"] == 4
-    workers = _by_prefix(cycle, "torchelastic.worker")
-    assert sorted(s["name"] for s in workers) == [f"torchelastic.worker {r}" for r in range(4)]
-    assert {s["attributes"]["node_state"] for s in workers} == {"SUCCEEDED"}
-    assert {s["span_id"] for s in workers} == {
-        f"{derived_ids.worker_span_id(run_id, 0, r):016x}" for r in range(4)
+    # Workers are span events of their node's part, which their TRACEPARENT names.
+    assert not _by_prefix(cycle, "torchelastic.worker")
+    workers = [e for p in parts for e in p["events"] if e["name"] == "torchelastic.worker"]
+    assert sorted(e["attributes"]["torchelastic.global_rank"] for e in workers) == [0, 1, 2, 3]
+    assert {e["attributes"]["node_state"] for e in workers} == {"SUCCEEDED"}
+    assert {p["span_id"] for p in parts} == {
+        f"{derived_ids.cycle_node_span_id(run_id, 0, r):016x}" for r in range(2)
     }
     # No missing parents; every record names a span that arrived.
     ids = {s["span_id"] for s in spans}
@@ -153,22 +162,29 @@ def test_failure_and_restart_are_two_linked_cycles(
         "failed",
         "restarted",
     ]
-    failed_worker = [
-        s for s in _by_prefix(spans, "torchelastic.worker 3") if s["trace_id"] == first["trace_id"]
-    ]
-    assert [s["status_code"] for s in failed_worker] == [2]
-    assert "simulated failure" in failed_worker[0]["status_message"]
+    # Workers are events of their node's part: worker 3 failed with its own error.
+    (failed_part,) = [p for p in first_parts if p["attributes"]["rank"] == 1]
+    assert failed_part["status_code"] == 2
+    assert "simulated failure" in failed_part["status_message"]
+    ended = {
+        e["attributes"]["torchelastic.global_rank"]: e["attributes"]
+        for p in first_parts
+        for e in p["events"]
+        if e["name"] == "torchelastic.worker"
+    }
+    assert ended[3]["torchelastic.end_reason"] == "failed"
     # workers of the other node, stopped for the restart, ended as such
-    assert any(
-        s["attributes"].get("torchelastic.end_reason") == "restarted"
-        for s in _by_prefix(spans, "torchelastic.worker")
-    )
+    assert {ended[r]["torchelastic.end_reason"] for r in (0, 1)} == {"restarted"}
     # and the job's success: every worker of the second cycle succeeded
     last = [
-        s for s in _by_prefix(spans, "torchelastic.worker") if s["trace_id"] == second["trace_id"]
+        e["attributes"]
+        for p in parts
+        if p["trace_id"] == second["trace_id"]
+        for e in p["events"]
+        if e["name"] == "torchelastic.worker"
     ]
-    assert sorted(s["name"] for s in last) == [f"torchelastic.worker {r}" for r in range(4)]
-    assert {s["attributes"]["node_state"] for s in last} == {"SUCCEEDED"}
+    assert sorted(a["torchelastic.global_rank"] for a in last) == list(range(4))
+    assert {a["node_state"] for a in last} == {"SUCCEEDED"}
     assert second["attributes"]["torchelastic.cycle.outcome"] == "succeeded"
 
 
@@ -259,6 +275,7 @@ def test_opentelemetry_instrument_torchrun(collector: RealCollector) -> None:
     kinds = {r["attributes"]["torchelastic.event.kind"] for r in logs}
     assert kinds == {"agent", "rendezvous"}
     assert {r["resource"]["service.name"] for r in logs} == {"instrumented-job"}
-    assert len(_by_prefix(spans, "torchelastic.worker")) == 2
+    (part,) = _by_prefix(spans, "torchelastic.cycle.node")
+    assert [e["name"] for e in part["events"]] == ["torchelastic.worker"] * 2
     assert len(_by_prefix(spans, "torchelastic.cycle ")) == 1
     assert "not installed into torch" not in proc.stderr

@@ -56,7 +56,8 @@ def _send_job(
         assert p.force_flush(10)
     assert p.drop_counts() == dict.fromkeys(otel.DROP_REASONS, 0)
     counts = p.exported_counts()
-    assert (counts["logs"], counts["spans"]) == (6, 5)
+    # Spans: job, node, cycle root, the node's part (its worker is an event of it).
+    assert (counts["logs"], counts["spans"]) == (6, 4)
     assert counts["metrics"] >= 1  # collected at least at exit
     return before, time.time_ns()
 
@@ -75,10 +76,10 @@ def test_job_arrives_through_the_collector(collector: RealCollector, protocol: s
     endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
     n_logs, n_spans = len(collector.received.logs), len(collector.received.spans)
     before, after = _send_job(endpoint, protocol)
-    received = collector.wait_for(n_logs + 6, n_spans + 5, timeout_s=20)
+    received = collector.wait_for(n_logs + 6, n_spans + 4, timeout_s=20)
     logs, spans = _only_run(received, "job-7", before)
     assert len(logs) == 6, collector.log()[-2000:]
-    assert len(spans) == 5
+    assert len(spans) == 4  # job, node, cycle root, the part
 
     run_trace = f"{derived_ids.run_trace_id('job-7'):032x}"
     cycle_trace = f"{derived_ids.cycle_trace_id('job-7', 2):032x}"
@@ -89,7 +90,6 @@ def test_job_arrives_through_the_collector(collector: RealCollector, protocol: s
         "torchelastic.node",
         "torchelastic.cycle",
         "torchelastic.cycle.node",
-        "torchelastic.worker",
     }
     # The run trace: the job span is its root and the node span names it.
     assert {by_name[n]["trace_id"] for n in ("torchelastic.job", "torchelastic.node")} == {
@@ -98,15 +98,15 @@ def test_job_arrives_through_the_collector(collector: RealCollector, protocol: s
     assert by_name["torchelastic.job"]["span_id"] == job_span_id
     assert by_name["torchelastic.job"]["parent_span_id"] == ""
     assert by_name["torchelastic.node"]["parent_span_id"] == job_span_id
-    # The cycle (round 2) trace: root, the node's part, the worker; ids derived.
-    cycle, part, worker = (
-        by_name[n] for n in ("torchelastic.cycle", "torchelastic.cycle.node", "torchelastic.worker")
-    )
-    assert {cycle["trace_id"], part["trace_id"], worker["trace_id"]} == {cycle_trace}
+    # The cycle (round 2) trace: root and the node's part, the worker an event of the
+    # part; ids derived.
+    cycle, part = (by_name[n] for n in ("torchelastic.cycle", "torchelastic.cycle.node"))
+    assert {cycle["trace_id"], part["trace_id"]} == {cycle_trace}
     assert cycle["span_id"] == f"{derived_ids.cycle_span_id('job-7', 2):016x}"
     assert part["parent_span_id"] == cycle["span_id"]
-    assert worker["parent_span_id"] == part["span_id"]
-    assert worker["span_id"] == f"{derived_ids.worker_span_id('job-7', 2, 0):016x}"
+    assert part["span_id"] == f"{derived_ids.cycle_node_span_id('job-7', 2, 0):016x}"
+    (worker,) = part["events"]
+    assert worker["name"] == "torchelastic.worker"
     assert [link["span_id"] for link in cycle["links"]] == [job_span_id]
     assert [link["span_id"] for link in part["links"]] == [by_name["torchelastic.node"]["span_id"]]
     span_ids = {s["span_id"] for s in spans}
@@ -117,9 +117,11 @@ def test_job_arrives_through_the_collector(collector: RealCollector, protocol: s
     assert part["attributes"]["torchelastic.round"] == 2
     assert part["attributes"]["torchelastic.rendezvous.duration_ms"] == 120.0
     assert part["attributes"]["torchelastic.cycle.outcome"] == "failed"
-    assert worker["status_code"] == 2  # ERROR
-    assert worker["status_message"] == "RendezvousTimeoutError: timed out"
-    assert worker["events"] == []  # the error's detail is on its log record
+    assert part["status_code"] == 2  # ERROR
+    assert part["status_message"] == "RendezvousTimeoutError: timed out"
+    assert worker["attributes"]["torchelastic.end_reason"] == "failed"
+    # The error's detail is on its log record; the event says only its type.
+    assert "exception.message" not in worker["attributes"]
 
     # Log records: typed attributes, severity, event name, body, time, link to spans.
     for r in logs:

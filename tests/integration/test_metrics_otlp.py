@@ -5,12 +5,12 @@ The same job events as the unit tests, exported by the real OTLP metric exporter
 carry the right values and the node's resource.
 """
 
-import time
 from typing import Any
 
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from tests.unit.test_metrics import _job_with_a_restart
 from tests.unit.test_spans import RUN
 from torchelastic_otel import otel
@@ -41,12 +41,12 @@ def test_metrics_arrive_through_the_collector(collector: RealCollector, protocol
         assert pipeline.force_flush(10)
     assert pipeline.exported_counts()["metrics"] >= 1  # the collection at exit
     assert pipeline.drop_counts()["export_failed_metrics"] == 0
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        names = {p["name"] for p in collector.received.metrics if _service(p) == service}
-        if sc.METRIC_AGENT_RESTARTS in names:
-            break
-        time.sleep(0.1)
+    wait_until(
+        lambda: {p["name"] for p in list(collector.received.metrics) if _service(p) == service},
+        lambda names: sc.METRIC_AGENT_RESTARTS in names,
+        20,
+        f"{sc.METRIC_AGENT_RESTARTS} at the collector's receiver",
+    )
     # Cumulative points: the last one of each metric holds the job's totals.
     last = {}
     for point in list(collector.received.metrics):

@@ -55,6 +55,7 @@ from tests.support.stack import (
     run_prometheus,
 )
 from tests.unit.test_collector_stack import METRICS
+from torchelastic_otel.otlp_data import SpanItem
 from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
 CONFIG = STACK / "config.yaml"
@@ -144,10 +145,12 @@ def receivers() -> Iterator[Receivers]:
 
 
 def _check_tempo_and_loki(receivers: Receivers, sent: Sent) -> None:
-    spans = poll(
-        lambda: [s for s in receivers.tempo.received.spans if s["trace_id"] == sent.trace_id],
-        timeout_s=20,
-    )
+    def both() -> list[SpanItem]:
+        # The worker's span and its cycle's can come in separate batches.
+        found = [s for s in receivers.tempo.received.spans if s["trace_id"] == sent.trace_id]
+        return found if len(found) >= 2 else []
+
+    spans = poll(both, timeout_s=20)
     assert {s["name"] for s in spans} == {"torchelastic.cycle 1", "torchelastic.worker 0"}
     assert {s["resource"]["deployment.environment"] for s in spans} == {"it"}
     logs = poll(lambda: list(receivers.loki.received.logs), timeout_s=20)

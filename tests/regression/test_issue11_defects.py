@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.process import run_python
+from tests.support.waiting import wait_until
 from torchelastic_otel.demo.collector import free_port, run_rotel
 from torchelastic_otel.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
@@ -73,9 +74,7 @@ def test_configure_after_record_keeps_the_destination_on(receiver: OtlpGrpcRecei
         """
     )
     assert "shutdown_logs': 0" in out.split("COUNTS", 1)[1], out[-2000:]
-    deadline = time.monotonic() + 10
-    while len(receiver.received.logs) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(receiver.received.logs), lambda got: got >= 2, 10, "two log records")
     by_name = {r["event_name"]: r["resource"]["service.name"] for r in receiver.received.logs}
     assert by_name == {"one": "first", "two": "second"}
 
@@ -144,9 +143,9 @@ def test_exit_delivers_a_burst_to_a_live_collector(tmp_path: Path) -> None:
     with OtlpHttpReceiver() as receiver, run_rotel(receiver.endpoint, tmp_path) as rotel:
         _, exported, lost, spans_lost = _burst(n, rotel.grpc_endpoint)
         assert (exported, lost, spans_lost) == (n, 0, 0)
-        deadline = time.monotonic() + 60
-        while len(receiver.received.logs) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(
+            lambda: len(receiver.received.logs), lambda got: got >= n, 60, f"{n} log records"
+        )
     assert len(receiver.received.logs) == n
 
 

@@ -1,6 +1,7 @@
 """A process that records numbered events to ``otel``, for the reliability tests.
 
     python tests/reliability/producer.py RUN_ID COUNT RATE [--sigterm-exits] [--fork]
+        [--progress]
 
 Records ``COUNT`` events (metadata ``i`` = 0..COUNT-1) at ``RATE`` per second
 (0: as fast as it can), prints ``RECORDED <t>`` after the last one, then lets the
@@ -8,6 +9,8 @@ interpreter exit. At exit it shuts the pipeline down (what the pipeline's own
 atexit hook does, with the same bound; that hook was registered first, so it would
 run after this one) and prints the drop and export counts as JSON. ``--sigterm-exits``
 turns SIGTERM into a normal exit, as torchrun's agent does (SignalException).
+``--progress`` prints ``AT <i> <wall-clock ns>`` after every 50th event, for tests
+that act when the producer is at a given point (not after a given time).
 """
 
 import atexit
@@ -43,6 +46,7 @@ def main() -> None:
     if "--sigterm-exits" in sys.argv:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     atexit.register(_report)
+    progress = "--progress" in sys.argv
     start = time.monotonic()
     for i in range(count):
         if rate:
@@ -53,6 +57,8 @@ def main() -> None:
             events.Event("e", events.EventSource.AGENT, metadata={"run_id": run_id, "i": i}),
             "otel",
         )
+        if progress and i % 50 == 0:
+            print(f"AT {i} {time.time_ns()}", flush=True)
         if i == count // 2 and "--fork" in sys.argv:
             pid = os.fork()
             if pid == 0:

@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ BUILT_BY = {
     "jaeger": "make stack-build",
     "prometheus": "make stack-build",
     "promtool": "apt-get install prometheus (Debian; .ci/run does it)",
+    "debian-prometheus": "apt-get install prometheus (Debian; .ci/run does it)",
 }
 
 
@@ -58,9 +59,9 @@ def cache_dir() -> Path:
 
 
 def binary(name: str) -> Path | None:
-    """The built ``name`` (or ``promtool`` on PATH), or ``None`` if there is none."""
-    if name == "promtool":
-        found = shutil.which("promtool")
+    """The built ``name`` (or ``promtool`` and Debian's ``prometheus`` on PATH), or ``None``."""
+    if name in ("promtool", "debian-prometheus"):
+        found = shutil.which(name.removeprefix("debian-"))
         return Path(found) if found else None
     path = cache_dir() / "bin" / name
     return path if os.access(path, os.X_OK) else None
@@ -172,7 +173,9 @@ class Otelcol:
 
 
 @contextmanager
-def run_otelcol(config_path: Path, env: Mapping[str, str], log_dir: Path) -> Iterator[Otelcol]:
+def run_otelcol(
+    config_path: Path, env: Mapping[str, str], log_dir: Path, overlays: Sequence[Path] = ()
+) -> Iterator[Otelcol]:
     """Run ``otelcol-torchelastic --config=config_path`` until the block ends.
 
     Args:
@@ -181,6 +184,8 @@ def run_otelcol(config_path: Path, env: Mapping[str, str], log_dir: Path) -> Ite
             this sets to free ports on 127.0.0.1.
         env: more environment, e.g. the exporters' endpoints.
         log_dir: where the collector's output goes (``otelcol-<port>.log``).
+        overlays: more ``--config`` files, merged over ``config_path`` by the
+            collector (maps merge, lists are replaced).
     """
     otelcol = require_binary("otelcol-torchelastic")
     grpc, http, health, telemetry = free_port(), free_port(), free_port(), free_port()
@@ -193,7 +198,7 @@ def run_otelcol(config_path: Path, env: Mapping[str, str], log_dir: Path) -> Ite
     }
     log_path = log_dir / f"otelcol-{grpc}.log"
     with _run(
-        [str(otelcol), f"--config={config_path}"],
+        [str(otelcol), f"--config={config_path}", *(f"--config={o}" for o in overlays)],
         {**ports, **env},
         log_path,
         f"http://127.0.0.1:{health}/",
@@ -268,12 +273,29 @@ class Prometheus:
         """The full OTLP/HTTP metrics URL (the collector's ``metrics_endpoint``)."""
         return f"http://127.0.0.1:{self.port}/api/v1/otlp/v1/metrics"
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant PromQL query's result vector."""
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
-            {"query": promql}
-        )
-        reply = get_json(url)
+    @property
+    def remote_write_endpoint(self) -> str:
+        """Where Prometheus takes remote write (``--web.enable-remote-write-receiver``)."""
+        return f"http://127.0.0.1:{self.port}/api/v1/write"
+
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant PromQL query's result vector (at ``at``, Unix seconds, else now)."""
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        return self._api("query", params)
+
+    def query_range(
+        self, promql: str, start: float, end: float, step_s: float
+    ) -> list[dict[str, Any]]:
+        """A range query's result matrix: one entry per series, with its ``values``."""
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step_s}
+        return self._api("query_range", params)
+
+    def _api(self, path: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        try:
+            reply = get_json(url)
+        except urllib.error.HTTPError as e:  # 400/422: the query's own error, in the body
+            raise AssertionError(f"{params['query']}: {e.read().decode(errors='replace')}") from e
         assert reply["status"] == "success", reply
         return list(reply["data"]["result"])
 
@@ -291,16 +313,23 @@ def prometheus_config(rules: Path, port: int) -> dict[str, Any]:
 
 
 @contextmanager
-def run_prometheus(work_dir: Path) -> Iterator[Prometheus]:
-    """Run Prometheus 3 with the compose stack's config and OTLP receiver, until the block ends.
+def run_prometheus(work_dir: Path, *, debian: bool = False) -> Iterator[Prometheus]:
+    """Run Prometheus with the compose stack's config and alerts, until the block ends.
 
     Args:
         work_dir: for the generated config, the TSDB and Prometheus' output.
+        debian: Debian's Prometheus 2.42 (``make test`` has it with promtool)
+            instead of the Prometheus 3 ``make stack-build`` builds. 2.42 has no
+            OTLP receiver: it takes remote write, and the config's ``otlp`` block
+            (unknown to 2.42, which refuses unknown keys) is left out.
     """
-    prometheus = require_binary("prometheus")
+    prometheus = require_binary("debian-prometheus" if debian else "prometheus")
     port = free_port()
+    settings = prometheus_config(STACK / "prometheus/alerts.yaml", port)
+    if debian:
+        settings.pop("otlp")
     config = work_dir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(STACK / "prometheus/alerts.yaml", port)))
+    config.write_text(yaml.safe_dump(settings))
     log_path = work_dir / f"prometheus-{port}.log"
     with _run(
         [
@@ -308,7 +337,7 @@ def run_prometheus(work_dir: Path) -> Iterator[Prometheus]:
             f"--config.file={config}",
             f"--storage.tsdb.path={work_dir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-otlp-receiver",
+            "--web.enable-remote-write-receiver" if debian else "--web.enable-otlp-receiver",
         ],
         {},
         log_path,

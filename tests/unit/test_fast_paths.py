@@ -87,12 +87,15 @@ def test_fast_path_matches_the_sdk() -> None:
 def test_prebuilt_exporter_proves_the_round_trip(protocol: str) -> None:
     s = Settings(endpoint="http://127.0.0.1:9", logs_protocol=protocol, traces_protocol=protocol)
     for signal in (_exporters.LOGS, _exporters.TRACES):
-        exporter = _protobuf.prebuilt_exporter(s, signal)
+        releases: list[Any] = []
+        exporter = _protobuf.prebuilt_exporter(s, signal, releases)
         assert exporter is not None
         try:
             assert _protobuf.round_trips(exporter, signal)
         finally:
             exporter.shutdown()
+            for release in releases:
+                release()
 
 
 def test_an_untested_exporter_version_takes_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +104,7 @@ def test_an_untested_exporter_version_takes_the_sdk_path(monkeypatch: pytest.Mon
     assert "outside the tested" in _protobuf.untested_version(
         "opentelemetry-exporter-otlp-proto-grpc"
     )
-    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS) is None
+    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS, []) is None
     _assert_sdk_path_delivers()
 
 
@@ -110,7 +113,7 @@ def test_a_probe_that_does_not_round_trip_takes_the_sdk_path(
 ) -> None:
     """An exporter whose translation step changed: the fast path must not be used."""
     monkeypatch.setattr(_protobuf, "_grpc_subclass", lambda base: base)  # our seam missing
-    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS) is None
+    assert _protobuf.prebuilt_exporter(Settings(), _exporters.LOGS, []) is None
     _assert_sdk_path_delivers()
 
 
@@ -170,3 +173,164 @@ def test_light_span_status_follows_the_sdk(calls: list[tuple[Any, ...]]) -> None
             else:
                 span.set_status(call[1], call[2])
     assert _status(light) == _status(sdk)
+
+
+# --- light spans against SDK spans: the same calls, the same protobuf --------------------
+
+_TRACE, _PARENT = 0x5B8EFFF798038103D269B633813FC60C, 0xEEE19B7EC3C1B174
+_LINKED: list[tuple[int, int, bool, dict[str, int | str]]] = [
+    (0x1000 + i, 0x2000 + i, i % 2 == 0, {"k": i, "n": f"link-{i}"}) for i in range(3)
+]
+
+_LIMITS = {
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "3",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT": "2",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "2",
+    "OTEL_SPAN_LINK_COUNT_LIMIT": "2",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT": "1",
+}
+
+
+def _script(span: Any) -> None:
+    """What the state machine does to a span, and more: attributes, events, renames."""
+    span.set_attribute("a", "a long string value")
+    span.set_attributes({"b": 2, "c": [1, 2, 3], "d": True})
+    span.set_attribute("a", "again, longer")  # an update: moves "a" last in the SDK
+    span.set_attribute("e", 2.5)
+    span.add_event("first", {"x": 1, "y": "a long event value", "z": 3}, timestamp=10)
+    span.add_event("second", None, timestamp=20)
+    span.add_event("third", {"x": 3}, timestamp=30)
+    span.update_name("renamed")
+    span.end(end_time=100)
+    span.set_attribute("after", "end")  # ignored once ended
+    span.add_event("after end", timestamp=200)
+
+
+def _links() -> list[Any]:
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    return [
+        Link(SpanContext(t, s, is_remote=remote, trace_flags=TraceFlags(1)), attributes)
+        for t, s, remote, attributes in _LINKED
+    ]
+
+
+def _parent_context() -> Any:
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    parent = SpanContext(_TRACE, _PARENT, is_remote=False, trace_flags=TraceFlags(1))
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+def _sdk_protobuf(sampler: Any = None) -> Any:
+    """The span as the SDK records it and as its OTLP encoder writes it."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    span = provider.get_tracer("t").start_span(
+        "s", _parent_context(), attributes={"start": 1}, links=_links(), start_time=5
+    )
+    _script(span)
+    (finished,) = memory.get_finished_spans()
+    request = encode_spans([finished])
+    return request.resource_spans[0].scope_spans[0].spans[0]
+
+
+def _light_protobuf() -> Any:
+    ended: list[Any] = []
+    span = _light_spans.LightTracer(ended.append).start_span(
+        "s", _parent_context(), attributes={"start": 1}, links=_links(), start_time=5
+    )
+    _script(span)
+    (pb,) = ended
+    return pb
+
+
+def _comparable(pb: Any) -> Any:
+    """The span without the ids each side generates for itself."""
+    out = type(pb)()
+    out.CopyFrom(pb)
+    out.span_id = b""
+    return out
+
+
+@pytest.mark.parametrize("limits", [{}, _LIMITS], ids=["no limits", "limits"])
+def test_light_span_protobuf_is_the_sdks(
+    monkeypatch: pytest.MonkeyPatch, limits: dict[str, str]
+) -> None:
+    """Attributes, their limits, events, links, renames and ending, byte for byte."""
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    sdk, light = _comparable(_sdk_protobuf()), _comparable(_light_protobuf())
+    assert light == sdk, f"light:\n{light}\nSDK:\n{sdk}"
+
+
+def test_light_spans_are_never_sampled_out_and_neither_are_ours_on_the_sdk_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OTEL_TRACES_SAMPLER applies on neither path: both record and mark the span sampled."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from torchelastic_otel.otel.sinks import _sdk
+    from torchelastic_otel.otel.sinks._base import Batches
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from torchelastic_otel.otel._ledger import Ledger
+
+    batches = Batches("spans", InMemorySpanExporter(), 10, Ledger(60.0))
+    sink = _sdk.our_spans(Resource.create({}), batches)
+    ours = sink.tracer.start_span("s", _parent_context())
+    light = _light_spans.LightTracer(lambda pb: None).start_span("s", _parent_context())
+    for span in (ours, light):
+        assert span.is_recording()
+        assert span.get_span_context().trace_flags.sampled
+    ours.end()
+    assert len(batches) == 1
+    assert _comparable(_sdk_protobuf(ALWAYS_ON)) == _comparable(_light_protobuf())
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{}, {"OTEL_ATTRIBUTE_COUNT_LIMIT": "2", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"}],
+    ids=["no limits", "limits"],
+)
+def test_fast_log_record_is_the_sdks(
+    monkeypatch: pytest.MonkeyPatch, limits: dict[str, str]
+) -> None:
+    """The fast path's log record against the SDK's, limits included (the newest kept)."""
+    from opentelemetry import context
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from torchelastic_otel.otel.mapping import MappedEvent
+    from torchelastic_otel.otel.sinks._sdk import LoggerSink
+
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    m = MappedEvent(
+        "agent",
+        "torchelastic.worker.status.FAILED",
+        "a body longer than the limit",
+        17,
+        {"run_id": "r", "a": "a long value", "b": 2, "c": [1, 2], "e": True},
+        123,
+    )
+    memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    LoggerSink(provider.get_logger("s")).emit(m, 456, context.Context())
+    (record,) = memory.get_finished_logs()
+    sdk = encode_logs([record]).resource_logs[0].scope_logs[0].log_records[0]
+    fast = _protobuf.Encoder.from_env().log_record(m, 456, 0, 0)
+    assert fast == sdk, f"fast:\n{fast}\nSDK:\n{sdk}"

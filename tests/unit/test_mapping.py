@@ -3,14 +3,17 @@
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.docs import documented_attribute_keys, undocumented
 from tests.support.memory import PATHS, Memory, memory_pipeline, record_otel
-from torchelastic_otel import semconv
+from torchelastic_otel import progress, semconv
 from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
+from torchelastic_otel.otel._progress import ProgressWatch, ProgressWatcher, WatchedWorker
+from torchelastic_otel.otel.mapping import MappedEvent
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -292,7 +295,22 @@ def test_resource_from_env(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
 # --- docs/mapping.md lists exactly what is emitted ------------------------------------------
 
 
-def test_every_emitted_attribute_is_documented_and_vice_versa(mem: Memory) -> None:
+def _stall_records(tmp_path: Path) -> list[MappedEvent]:
+    """A stall and its resumption, as an agent's progress watcher writes them."""
+    now = [100.0]
+    path = str(tmp_path / "progress")
+    progress.create(path)
+    reporter = progress.Reporter(path, clock=lambda: now[0])
+    watcher = ProgressWatcher(10, clock=lambda: now[0])
+    watcher.watch(ProgressWatch("r", 0, (WatchedWorker(0, 0, path),)))
+    reporter.step()
+    now[0] += 11
+    stalled = watcher.poll()
+    reporter.step()
+    return stalled + watcher.poll()
+
+
+def test_every_emitted_attribute_is_documented_and_vice_versa(mem: Memory, tmp_path: Path) -> None:
     exact, _ = documented_attribute_keys()
     assert {"run_id", "rank", "node_state", "host.name", "exception.type"} <= exact
     emitted: set[str] = set()
@@ -305,6 +323,10 @@ def test_every_emitted_attribute_is_documented_and_vice_versa(mem: Memory) -> No
     ]
     for event in samples:
         emitted |= set(records_of(mem, event).log_record.attributes)
+    records = _stall_records(tmp_path)
+    assert [r.event_name for r in records] == [semconv.STALL_EVENT, semconv.PROGRESS_RESUMED_EVENT]
+    for record in records:
+        emitted |= set(record.attributes)
     assert undocumented(emitted) == []
     missing = sorted(exact - emitted)
     assert missing == []

@@ -6,7 +6,7 @@ exporter and reads the last (cumulative) collection, taken at shutdown.
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -105,7 +105,10 @@ def test_a_lost_node_is_counted_once_by_reason_from_zero(metrics: MemoryMetricEx
         sc.LOST_REASON_HEARTBEAT: 0,
     }
     lost = cycle_event(1)
-    lost.metadata.update({"lost.nodes": ["h2_9_0"], "lost.hosts": ["h2"], "lost.ranks": [1]})
+    # The integration writes lists there (torch serializes metadata as JSON).
+    cast(dict[str, Any], lost.metadata).update(
+        {"lost.nodes": ["h2_9_0"], "lost.hosts": ["h2"], "lost.ranks": [1]}
+    )
     record_otel(lost)
     otel.shutdown(5000)
     after = {p.attributes[sc.LOST_REASON]: p.value for p in metrics.points()[sc.METRIC_NODES_LOST]}

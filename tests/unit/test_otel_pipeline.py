@@ -14,6 +14,7 @@ import pytest
 from tests.support.memory import PATHS, Memory, memory_pipeline, record_otel
 from tests.support.otlp import free_port
 from tests.support.process import run_python
+from tests.support.waiting import wait_until
 from torchelastic_otel import otel
 from torchelastic_otel.events import Event, EventSource, NodeState, RdzvEvent
 from torchelastic_otel.otel import settings
@@ -133,9 +134,8 @@ def test_queue_full_drops_are_counted(path: str) -> None:
     release = threading.Event()
     with memory_pipeline(path, max_queue_size=10) as m:
         record_otel(Event("held", EventSource.AGENT, metadata=_Blocking(release, run_id="r")))
-        deadline = time.monotonic() + 10
-        while m.pipeline._queue and time.monotonic() < deadline:  # the worker took it
-            time.sleep(0.01)
+        # The worker took it (and blocks on it), so the queue is empty again.
+        wait_until(lambda: len(m.pipeline._queue), lambda n: n == 0, 10, "an empty queue")
         for i in range(25):
             record_otel(_event(i))
         assert otel.drop_counts()["queue_full"] == 15

@@ -135,29 +135,29 @@ SETTINGS = [
         "github.com/prometheus/prometheus@v0.316.0:config/config.go:1193; "
         "cmd/prometheus/main.go:491",
     ),
-    # --- Jaeger v2 (github.com/jaegertracing/jaeger v1.76.0 = 2.13.0) ---
+    # --- Jaeger v2 (github.com/jaegertracing/jaeger v1.75.0 = 2.12.0) ---
     Setting(
         "jaeger",
         "jaeger.yaml extensions jaeger_storage/jaeger_query/healthcheckv2, "
         "jaeger_storage_exporter, memory backend",
-        "2.13.0",
-        "github.com/jaegertracing/jaeger@v1.76.0:cmd/jaeger/config.yaml; "
-        "cmd/jaeger/internal/components.go:75; "
+        "2.12.0",
+        "github.com/jaegertracing/jaeger@v1.75.0:cmd/jaeger/config.yaml; "
+        "cmd/jaeger/internal/components.go:71,77-78,109; "
         "cmd/jaeger/internal/extension/jaegerquery/config.go:17-28",
     ),
     Setting(
         "jaeger",
         "jaeger.yaml jaeger_query.http / .grpc endpoints",
-        "2.13.0",
-        "github.com/jaegertracing/jaeger@v1.76.0:cmd/query/app/flags.go:84-86 "
-        "(defaults :16686 / :16685, flags_test.go:220-221)",
+        "2.12.0",
+        "github.com/jaegertracing/jaeger@v1.75.0:cmd/query/app/flags.go:209-213 "
+        "(ports/ports.go:29-31: 16685 / 16686, flags_test.go:220-221)",
     ),
     Setting(
         "jaeger",
         "docker-compose.yaml jaeger healthcheck GET :13133/status (healthcheckv2, use_v2)",
-        "2.13.0",
-        "jaeger@v1.76.0 go.mod requires contrib v0.140.1: "
-        "internal/healthcheck@v0.140.1:config.go:131 (status path /status)",
+        "2.12.0",
+        "jaeger@v1.75.0 go.mod requires contrib v0.139.0: "
+        "internal/healthcheck@v0.139.0:config.go:131 (status path /status)",
     ),
     # --- the collector (contrib distribution in compose, our build for tests) ---
     Setting(
@@ -193,7 +193,9 @@ def test_versions_env_matches_the_builder_manifest() -> None:
             assert version == "v1.0.0", module  # stable: v1.0.0 is contrib v0.161.0
         else:
             assert version == env["OTELCOL_VERSION"], module
-    # Only components the configs use (plus what they need); nothing else.
+    # Only components the configs use (plus what they need, and the remote-write
+    # exporter tests/e2e/test_dashboard_real_job.py feeds Debian's Prometheus with);
+    # nothing else.
     names = {m.rsplit("/", 1)[1] for m, _ in modules}
     assert names == {
         "otlpreceiver",
@@ -206,6 +208,7 @@ def test_versions_env_matches_the_builder_manifest() -> None:
         "otlphttpexporter",
         "debugexporter",
         "loadbalancingexporter",
+        "prometheusremotewriteexporter",
         "healthcheckextension",
         "envprovider",
         "fileprovider",

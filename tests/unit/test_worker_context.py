@@ -5,14 +5,37 @@ behaviour in a worker, and the endpoint's scheme."""
 import logging
 import os
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tests.support.process import run_python
+from torchelastic_otel import progress as worker_progress
 from torchelastic_otel.integration import _shared, launcher, workers
-from torchelastic_otel.otel import derived_ids, settings
+from torchelastic_otel.integration import progress as integration_progress
+from torchelastic_otel.otel import _pipeline, derived_ids, settings
+from torchelastic_otel.otel._progress import ProgressWatch, WatchedWorker
+
+
+class _Pipeline:
+    """Stands in for the process's pipeline: its settings, and what was submitted."""
+
+    def __init__(self, stall_timeout_s: float) -> None:
+        self.settings = settings.Settings(stall_timeout_s=stall_timeout_s)
+        self.items: list[object] = []
+
+    def submit(self, item: object, t_ns: int) -> None:
+        self.items.append(item)
+
+
+@pytest.fixture(autouse=True)
+def pipeline(monkeypatch: pytest.MonkeyPatch) -> _Pipeline:
+    """No progress files unless a test asks (``stall_timeout_s=0``); nothing exported."""
+    fake = _Pipeline(0.0)
+    monkeypatch.setattr(_pipeline, "current", lambda: fake)
+    return fake
 
 
 def _agent(destination: str = "otel", round_: int | None = 3) -> Any:
@@ -73,6 +96,31 @@ def test_no_context_when_not_exporting_or_no_round(destination: str, round_: int
     workers.add_worker_context(_agent(destination, round_), envs)
     assert envs == {0: {}}
     assert "null" not in _shared.capture_for
+
+
+@pytest.mark.parametrize("round_", [3, None])  # progress needs no round
+def test_each_worker_gets_a_progress_file_and_the_bootstrap(
+    pipeline: _Pipeline, monkeypatch: pytest.MonkeyPatch, round_: int | None
+) -> None:
+    pipeline.settings = settings.Settings(stall_timeout_s=60.0)
+    monkeypatch.setenv("PYTHONPATH", "/from/agent")
+    envs: dict[int, dict[str, str]] = {0: {}, 1: {"PYTHONPATH": "/mine"}}
+    workers.add_worker_context(_agent(round_=round_), envs)
+    first = [envs[i][worker_progress.PROGRESS_FILE] for i in (0, 1)]
+    boot = integration_progress.BOOTSTRAP_DIR
+    assert [envs[i]["PYTHONPATH"] for i in (0, 1)] == [f"{boot}:/from/agent", f"{boot}:/mine"]
+    assert all(worker_progress.read(Path(p).read_bytes()) == (0, 0.0, False) for p in first)
+    (watch,) = pipeline.items
+    assert watch == ProgressWatch(
+        "job,7", 1, (WatchedWorker(0, 2, first[0]), WatchedWorker(1, 3, first[1]))
+    )
+    # The next cycle: fresh files, the old ones gone (their workers were stopped).
+    workers.add_worker_context(_agent(round_=round_), envs)
+    second = [envs[i][worker_progress.PROGRESS_FILE] for i in (0, 1)]
+    assert set(second).isdisjoint(first)
+    assert not any(os.path.exists(p) for p in first)
+    assert envs[1]["PYTHONPATH"] == f"{boot}:/mine"  # once, however many cycles
+    assert len(pipeline.items) == 2
 
 
 def test_a_mistyped_destination_is_one_line() -> None:

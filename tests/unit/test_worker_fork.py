@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.support.waiting import wait_until
 from torchelastic_otel.otel import _worker
 from torchelastic_otel.otel._ledger import Ledger
 from torchelastic_otel.otel.settings import Settings
@@ -105,10 +106,7 @@ def test_fork_waits_no_longer_than_its_bound(monkeypatch: pytest.MonkeyPatch) ->
             assert 0.2 <= took < 3.0, took
             # The parent's lock was not taken by the fork: its worker still finishes.
             release.set()
-            deadline = time.monotonic() + 5
-            while not worker._ready and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert worker._ready
+            wait_until(lambda: worker._ready, bool, 5, "the worker's setup to finish")
         finally:
             release.set()
 

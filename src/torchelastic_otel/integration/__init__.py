@@ -27,7 +27,7 @@ Example::
 
 import os
 
-from torchelastic_otel.otel import environment_variables as ev
+from torchelastic_otel.otel import settings
 
 _AGENT_LOGGERS = ("torchelastic-events-otel", "torchelastic-events-null")
 
@@ -51,9 +51,8 @@ def is_worker_process() -> bool:
 
 
 def rdzv_events_requested() -> bool:
-    """``TORCHELASTIC_OTEL_RDZV_EVENTS`` is ``1``/``true``/``yes``."""
-    value = os.environ.get(ev.TORCHELASTIC_OTEL_RDZV_EVENTS, "")
-    return value.strip().lower() in ("1", "true", "yes")
+    """``TORCHELASTIC_OTEL_RDZV_EVENTS`` is on (read by :mod:`torchelastic_otel.otel.settings`)."""
+    return settings.from_env().rdzv_events
 
 
 def install(*, rdzv_events: bool | None = None, redirect_null: bool = False) -> bool:

@@ -15,21 +15,19 @@ Needs (gate): ``torch.distributed.elastic.metrics.api`` with ``MetricHandler`` a
 ``_default_metrics_handler``.
 """
 
-import os
 import time
 from typing import Any
 
 from torchelastic_otel.integration import _features
-from torchelastic_otel.otel import environment_variables as ev
+from torchelastic_otel.otel import settings
 
 WHAT = "torch's elastic metrics"
 _bridged = False
 
 
 def requested() -> bool:
-    """``TORCHELASTIC_OTEL_TORCH_METRICS`` is not ``0``/``false``/``no`` (default on)."""
-    value = os.environ.get(ev.TORCHELASTIC_OTEL_TORCH_METRICS, "")
-    return value.strip().lower() not in ("0", "false", "no")
+    """``TORCHELASTIC_OTEL_TORCH_METRICS`` is on (the default; see :mod:`..otel.settings`)."""
+    return settings.from_env().torch_metrics
 
 
 def bridge() -> None:

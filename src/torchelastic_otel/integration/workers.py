@@ -19,10 +19,15 @@ can then join the job's trace under its node's part, with no code change in the 
     with trace.get_tracer("train").start_as_current_span("epoch", context=parent):
         ...
 
+Each worker also gets a progress file (``TORCHELASTIC_OTEL_PROGRESS_FILE``) and the
+package's bootstrap first on its ``PYTHONPATH`` (:mod:`.progress`): its
+``optimizer.step()`` calls are counted there and the agent watches them for stalls.
+
 ``LocalElasticAgent._setup_local_watchdog(envs=...)`` is wrapped: torch calls it
 with every worker's environment, just before it starts them. Needs (gates): that
 method; the dynamic rendezvous' round (other backends: no ``TRACEPARENT``, since no
-round is known to derive ids from). Only for agents exporting to ``otel``.
+round is known to derive ids from; progress is watched with any backend). Only for
+agents exporting to ``otel``.
 """
 
 import os
@@ -31,7 +36,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from torchelastic_otel import semconv as sc
-from torchelastic_otel.integration import _features, _shared, _wrapping
+from torchelastic_otel.integration import _features, _shared, _wrapping, progress
 
 WHAT = "worker trace context (TRACEPARENT)"
 TRACEPARENT = "TRACEPARENT"
@@ -65,6 +70,10 @@ def add_worker_context(agent: Any, envs: Mapping[int, MutableMapping[str, str]])
     spec = group.spec
     if spec.event_log_handler not in _shared.capture_for:
         return
+    try:
+        progress.add_progress_files(agent, envs)
+    except Exception as e:  # noqa: BLE001 -- the trace context must not be lost for it
+        _features.switched_off(progress.WHAT, f"{type(e).__name__}: {e}")
     round_ = _shared.rendezvous_round(spec.rdzv_handler)
     if round_ is None:
         return

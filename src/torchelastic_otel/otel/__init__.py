@@ -115,8 +115,12 @@ def drop_counts() -> dict[str, int]:
 
     Reasons: ``queue_full``, ``invalid``, ``export_failed_logs``,
     ``export_failed_spans``, ``export_failed_metrics``, ``shutdown_logs``,
-    ``shutdown_spans``, ``shutdown_metrics``, ``disabled``. Events are counted under the ``*_logs``
-    reasons; spans and metric exports apart.
+    ``shutdown_spans``, ``shutdown_metrics``, ``disabled``, ``internal_error_logs``,
+    ``internal_error_spans``, ``internal_error_metrics`` (an unexpected error on the
+    export thread: one warning says where; exporting goes on), ``unsupported_logs``,
+    ``unsupported_spans``, ``unsupported_metrics`` (the endpoint has no service for the
+    signal; one warning, then it is no longer sent). Events are counted
+    under the ``*_logs`` reasons; spans and metric exports apart.
     """
     return _pipeline.current().drop_counts()
 

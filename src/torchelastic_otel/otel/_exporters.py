@@ -8,7 +8,6 @@ requests session that really trusts ``OTEL_EXPORTER_OTLP_CERTIFICATE`` over
 HTTP.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +79,7 @@ def exporter_kwargs(s: Settings, signal: Signal) -> dict[str, Any]:
     protocol = protocol_of(s, signal)
     headers = getattr(s, f"{signal.name}_headers")
     compression = getattr(s, f"{signal.name}_compression")
-    kwargs: dict[str, Any] = {}
-    if compression is not None:
-        kwargs["compression"] = _compression(compression, protocol)
+    kwargs: dict[str, Any] = {"compression": _compression(compression, protocol)}
     if headers is not None:
         kwargs["headers"] = dict(headers)
     if s.timeout_s is not None:
@@ -93,10 +90,7 @@ def exporter_kwargs(s: Settings, signal: Signal) -> dict[str, Any]:
     if s.insecure is not None and protocol == "grpc":
         kwargs["insecure"] = s.insecure
     if protocol != "grpc":
-        ca_file = os.environ.get(
-            f"OTEL_EXPORTER_OTLP_{signal.name.upper()}_CERTIFICATE",
-            os.environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE"),
-        )
+        ca_file = getattr(s, f"{signal.name}_certificate")
         if ca_file:
             kwargs["session"] = _session_trusting(ca_file)
     return kwargs

@@ -23,9 +23,23 @@ DROP_REASONS = (
     "shutdown_spans",  # spans, likewise
     "shutdown_metrics",  # metric exports (collections), likewise
     "disabled",  # events: the export path could not start (see its warning)
+    # An unexpected error on the export thread (a bug here or upstream; one warning
+    # says which step): what that step held is lost, at least one per failure.
+    "internal_error_logs",  # events of a batch whose export raised
+    "internal_error_spans",  # spans likewise, or the spans left open when ending them raised
+    "internal_error_metrics",  # metric collections likewise, or a collection that raised
+    # The endpoint has no such service (gRPC UNIMPLEMENTED, HTTP 404/405/501): one
+    # warning, then the signal is no longer sent; what it would have sent is counted.
+    "unsupported_logs",  # events
+    "unsupported_spans",  # spans
+    "unsupported_metrics",  # metric collections
 )
 
 SIGNALS = ("logs", "spans", "metrics")
+
+
+def _said_once(reason: str) -> bool:
+    return reason.startswith("unsupported_")
 
 
 class Ledger:
@@ -41,6 +55,7 @@ class Ledger:
         self._exported = dict.fromkeys(SIGNALS, 0)
         self.closed = False
         self.in_flight_since = 0.0  # monotonic start of the export in flight (0: none)
+        self.in_flight_failed = False  # ... and it failed once already (the SDK retries)
         self.exiting = False  # the exit flush began: a signal the collector refuses stops
         self._interval_s = warning_interval_s
         self._last_warning = 0.0
@@ -81,12 +96,22 @@ class Ledger:
         return dict(self._exported)
 
     def warn(self, force: bool = False) -> None:
-        """Say what was lost so far, at most once per interval (always when forced)."""
+        """Say what was lost so far, at most once per interval (always when forced).
+
+        A signal the endpoint does not take was said once when it was found; its
+        count growing alone is no reason to repeat the line (the exit's does).
+        """
         now = time.monotonic()
         if not force and now - self._last_warning < self._interval_s:
             return
         lost = {k: v for k, v in self._counts.items() if v}
-        if not lost or lost == self._last_reported:
+        news = lost if force else {k: v for k, v in lost.items() if not _said_once(k)}
+        last = (
+            self._last_reported
+            if force
+            else {k: v for k, v in self._last_reported.items() if not _said_once(k)}
+        )
+        if not news or news == last:
             return
         self._last_reported = lost
         self._last_warning = now

@@ -3,8 +3,10 @@
 :class:`MetricsRecorder` lives on the export worker, like the span state machine,
 and records from what the machine concludes (:class:`~.spans.Fact`): rendezvous
 durations and rounds, restarts, worker and rendezvous failures, the time from a
-completed rendezvous to the workers started. Two gauges are observed at each
-collection: the restart budget and whether the node waits in a rendezvous now.
+completed rendezvous to the workers started. Gauges are observed at each
+collection: the restart budget, whether the node waits in a rendezvous now, each
+worker's progress (last step, seconds since; :mod:`._progress`), the node's stalled
+workers and its goodput (:mod:`._goodput`).
 Attributes are chosen for bounded cardinality: ``run_id`` (one per job) and, on
 failures, ``error.type`` (a signal name or an exception's class name); the node is
 the resource (Prometheus' ``instance``), never a worker's pid.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.otel._progress import Snapshot
 from torchelastic_otel.otel.mapping import AttrValue
 from torchelastic_otel.otel.spans import Fact
 
@@ -72,6 +75,8 @@ class MetricsRecorder:
         waiting: for the ``rendezvous.active`` gauge: run id -> 1 if this node waits
             in a rendezvous now.
         budget: for the restart gauges: run id -> (remaining, limit) as last known.
+        progress: for the progress gauges: what the last poll of the workers saw.
+        goodput: for the goodput gauge: run id -> goodput (0..1).
     """
 
     def __init__(
@@ -79,6 +84,8 @@ class MetricsRecorder:
         meter_provider: Any,
         waiting: Callable[[], dict[str, int]],
         budget: Callable[[], dict[str, tuple[int, int]]],
+        progress: Callable[[], Snapshot] = Snapshot,
+        goodput: Callable[[], dict[str, float]] = dict,
     ) -> None:
         from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -138,10 +145,12 @@ class MetricsRecorder:
         def observe_limit(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(limit, {sc.RUN_ID: run}) for run, (_, limit) in budget().items()]
 
+        # "{node}", not "1": Prometheus 3's OTLP translation appends _ratio to a
+        # gauge in "1" and the scrape exporter does not; one name for both ways in.
         meter.create_observable_gauge(
             sc.METRIC_RENDEZVOUS_ACTIVE,
             [observe_waiting],
-            unit="1",
+            unit="{node}",
             description="1 while the node waits in a rendezvous, else 0",
         )
         meter.create_observable_gauge(
@@ -156,7 +165,60 @@ class MetricsRecorder:
             unit="{restart}",
             description="Restarts the agent was allowed (--max-restarts)",
         )
+        self._progress_gauges(meter, progress, goodput)
         self._torch: dict[str, Any] = {}
+
+    @staticmethod
+    def _progress_gauges(
+        meter: Any, progress: Callable[[], Snapshot], goodput: Callable[[], dict[str, float]]
+    ) -> None:
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        def worker_attrs(run_id: str, local_rank: int) -> dict[str, AttrValue]:
+            return {sc.RUN_ID: run_id, sc.LOCAL_RANK: local_rank}
+
+        def observe_step(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(w.step, worker_attrs(w.run_id, w.local_rank))
+                for w in progress().workers
+            ]
+
+        def observe_idle(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(round(w.idle_s, 3), worker_attrs(w.run_id, w.local_rank))
+                for w in progress().workers
+            ]
+
+        def observe_stalled(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(n, {sc.RUN_ID: run}) for run, n in progress().stalled.items()]
+
+        def observe_goodput(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(round(v, 4), {sc.RUN_ID: run}) for run, v in goodput().items()]
+
+        meter.create_observable_gauge(
+            sc.METRIC_PROGRESS_STEP,
+            [observe_step],
+            unit="{step}",
+            description="A worker's last training step (optimizer steps, or its own count)",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_PROGRESS_IDLE,
+            [observe_idle],
+            unit="s",
+            description="Seconds since a worker's last training step",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_WORKERS_STALLED,
+            [observe_stalled],
+            unit="{worker}",
+            description="Workers of this node with no step for the stall timeout",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_GOODPUT,
+            [observe_goodput],
+            unit="1",
+            description="Share of this node's time in the run with its workers making progress",
+        )
 
     def on_fact(self, fact: Fact) -> None:
         """Record what the span state machine concluded."""

@@ -1,11 +1,13 @@
 """Guards on what the OpenTelemetry exporters log about themselves.
 
-Two filters, attached to every logger the exporters and the SDK's header parser
+Three filters, attached to every logger the exporters and the SDK's header parser
 log through (found by name prefix once the exporters are imported: a filter on a
 parent logger never sees its children's records, so each one gets its own):
 
 * :class:`RateLimit` lets one record per (logger, message template) through per
   interval, so a dead collector gives one warning a minute, not one per batch.
+* :class:`Hush` drops what an exporter logs about a failure we already reported
+  in our own words (an endpoint that does not take a signal).
 * :class:`Redact` replaces every known secret (the values of the
   ``OTEL_EXPORTER_OTLP_*HEADERS`` variables, and their malformed entries) in a
   record's text with ``***``. It looks for the secrets themselves, not for the
@@ -13,6 +15,7 @@ parent logger never sees its children's records, so each one gets its own):
 """
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 
@@ -81,6 +84,22 @@ class Redact(logging.Filter):
         return True
 
 
+_hushed = threading.local()
+
+
+def hush(on: bool) -> None:
+    """Drop the exporters' records on this thread while ``on`` (we said it ourselves)."""
+    _hushed.on = on
+
+
+class Hush(logging.Filter):
+    """Drops records logged on a thread that called ``hush(True)``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False while this thread is hushed."""
+        return not getattr(_hushed, "on", False)
+
+
 def header_secrets(environ: Mapping[str, str]) -> set[str]:
     """Every value and every entry of the header variables, as written and URL-decoded."""
     from urllib.parse import unquote
@@ -106,6 +125,7 @@ def guard_exporter_loggers(interval_s: float, secrets: Iterable[str]) -> None:
     """
     redact = Redact(secrets)
     limit = RateLimit(interval_s)
+    quiet = Hush()
     logging.getLogger("opentelemetry.util.re")  # the header parser's, whether imported or not
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or not name.startswith(_PREFIXES):
@@ -114,5 +134,6 @@ def guard_exporter_loggers(interval_s: float, secrets: Iterable[str]) -> None:
             continue
         # The rate limit first: it keys on the message template, before redaction
         # turns the template and its arguments into one text.
+        logger.addFilter(quiet)
         logger.addFilter(limit)
         logger.addFilter(redact)

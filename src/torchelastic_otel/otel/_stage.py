@@ -10,6 +10,11 @@ One :class:`EventStage` per pipeline. For each queued item it
    which says which span the event belongs to,
 5. and emits the event's log record into that span through the log sink.
 
+On every tick (each export, about once a second) it also reads the workers' progress
+(:mod:`._progress`): the stall and resume records are written like the summaries, in
+the run's current span, and the goodput of each run (:mod:`._goodput`) is updated for
+its gauge.
+
 The sinks were chosen once, when the stage was built (:func:`.sinks.choose`).
 """
 
@@ -21,8 +26,10 @@ from opentelemetry.context import Context
 from torchelastic_otel.events import RdzvEvent
 from torchelastic_otel.otel import _exporters, _resource, _selflog, sinks
 from torchelastic_otel.otel._chatter import Chatter
+from torchelastic_otel.otel._goodput import GoodputClock
 from torchelastic_otel.otel._ledger import Ledger
 from torchelastic_otel.otel._metrics import MetricsRecorder, TorchMetric
+from torchelastic_otel.otel._progress import ProgressWatch, ProgressWatcher, Snapshot, Stall
 from torchelastic_otel.otel.mapping import MappedEvent, map_event, to_event
 from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otel.spans import Fact, SpanStateMachine
@@ -37,7 +44,7 @@ class EventStage:
         # about them then), once their modules are imported (their loggers exist).
         _exporters.import_modules(settings)
         _selflog.guard_exporter_loggers(
-            settings.warning_interval_s or 60.0, _selflog.header_secrets(os.environ)
+            settings.warning_interval_s, _selflog.header_secrets(os.environ)
         )
         self.sinks = sinks.choose(settings, _resource.create(settings), plugins, ledger)
         self.batches = self.sinks.batches
@@ -49,10 +56,19 @@ class EventStage:
             settings.trace_shard_nodes,
         )
         self.chatter = Chatter(settings.chatter_summary_s)
+        self.goodput = GoodputClock()
+        self.progress = ProgressWatcher(settings.stall_timeout_s, on_stall=self._on_stall)
+        # Read by the metric callbacks, perhaps on another thread (a Prometheus scrape):
+        # replaced whole on each tick, never changed in place.
+        self.goodput_now: dict[str, float] = {}
         self.metrics: MetricsRecorder | None = None
         if self.sinks.metrics is not None:
             self.metrics = MetricsRecorder(
-                self.sinks.metrics.provider, self.machine.waiting, self.machine.budget
+                self.sinks.metrics.provider,
+                self.machine.waiting,
+                self.machine.budget,
+                progress=self._progress_snapshot,
+                goodput=lambda: self.goodput_now,
             )
         self._metric_interval_s = settings.metric_export_interval_ms / 1000
         self._last_collect = time.monotonic()
@@ -62,6 +78,9 @@ class EventStage:
         if isinstance(item, TorchMetric):
             if self.metrics is not None:
                 self.metrics.on_torch_metric(item)
+            return
+        if isinstance(item, ProgressWatch):
+            self.progress.watch(item)
             return
         event = to_event(item)
         self._summaries(t_ns)  # the intervals that ended before this event
@@ -86,12 +105,38 @@ class EventStage:
         self.sinks.logs.emit(m, t_ns, context, weight=0)
 
     def _on_fact(self, fact: Fact) -> None:
-        """What the span state machine concluded: the metrics' input."""
+        """What the span state machine concluded: the metrics' and goodput's input."""
         if self.metrics is not None:
             self.metrics.on_fact(fact)
+        t_s = fact.t_ns / 1e9
+        if fact.kind == "run_seen":
+            self.goodput.begin(fact.run_id, t_s)
+        elif fact.kind == "workers_started":
+            self.goodput.working(fact.run_id, t_s)
+        elif fact.kind == "cycle":  # the cycle ended: so did its workers' progress
+            self.progress.unwatch(fact.run_id)
+            self.goodput.stopped(fact.run_id, t_s)
+
+    def _on_stall(self, stall: Stall) -> None:
+        self.goodput.stalled(stall.run_id, stall.start_s, stall.end_s)
+
+    def _progress_snapshot(self) -> Snapshot:
+        return self.progress.snapshot
+
+    def _progress(self, t_ns: int) -> None:
+        """Write the stall and resume records due; update the goodput gauge's values."""
+        for record in self.progress.poll():
+            context = self.machine.context_of(record.run_id)
+            # Stands for no recorded event: weight 0 keeps the books (events) exact.
+            self.sinks.logs.emit(record, record.timestamp_ns or t_ns, context, weight=0)
+        open_stalls: dict[str, float] = {}
+        for stall in self.progress.stalls_open():
+            open_stalls[stall.run_id] = stall.end_s - stall.start_s
+        self.goodput_now = self.goodput.goodput(t_ns / 1e9, open_stalls)
 
     def tick(self, t_ns: int, collect: bool = False) -> None:
-        """Collect the metrics when their interval is over, or now when asked."""
+        """Read the workers' progress; collect the metrics when due, or now when asked."""
+        self._progress(t_ns)
         metrics = self.sinks.metrics
         now = time.monotonic()
         due = now - self._last_collect >= self._metric_interval_s
@@ -102,7 +147,9 @@ class EventStage:
     def finish(self, t_ns: int) -> None:
         """Flush the summaries, end every open span, collect the metrics a last time."""
         self._summaries(t_ns, everything=True)
+        self._progress(t_ns)
         self.machine.shutdown(t_ns)
+        self.progress.close()
         if self.sinks.metrics is not None:
             self.sinks.metrics.collect()
 

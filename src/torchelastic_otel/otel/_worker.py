@@ -5,19 +5,23 @@ never touches the network, the OpenTelemetry SDK or a lock. The worker thread
 builds its :class:`~torchelastic_otel.otel.sinks.Stage` (which imports the SDK),
 hands it every queued item, and exports the stage's batches when one is full,
 every ``schedule_delay_ms``, on :meth:`~ExportWorker.force_flush`, and at exit.
-Every item is either delivered or counted in the :class:`~._ledger.Ledger`.
+Every item is either delivered or counted in the :class:`~._ledger.Ledger`. An
+unexpected error in a step of the thread's loop (a bug here or upstream) loses
+what that step held, counted as ``internal_error_<signal>`` with one warning; the
+thread goes on exporting.
 
-**The exit bound.** :meth:`ExportWorker.shutdown` lets the worker drain and
-export for as long as the collector keeps taking batches, up to a hard cap
-(``shutdown_max_ms``, 20 s), and gives up as soon as the collector is the reason
-to wait: when a request has been in flight for ``shutdown_timeout_ms`` (1 s: a
-collector that is down or hangs). A signal whose batch the collector refuses
-during the exit stops there (a collector with no metrics pipeline refuses metrics,
-and must not cost the logs and spans). The worker's own work (mapping, encoding,
-ending open spans) is never what gives up, and neither is the SDK's import at
-start-up: a process that exits right after its first events still delivers them.
-Giving up closes the books: what the worker still held, including a batch whose
-request was in flight, is counted as ``shutdown_<signal>``.
+**The exit bound.** :meth:`ExportWorker.shutdown` lets the worker drain and export
+for as long as the collector keeps taking batches, up to a hard cap
+(``shutdown_max_ms``, 20 s), and gives up as soon as the collector is the reason to
+wait: when a request has been in flight for ``shutdown_timeout_ms`` (1 s: a
+collector that hangs), or at once when the request failed already and the SDK's
+retry could not come within that bound (a collector that is down). A signal whose
+batch the collector refuses during the exit stops there (a collector with no metrics
+pipeline refuses metrics, and must not cost the logs and spans). The worker's own
+work (mapping, encoding, ending open spans) is never what gives up, and neither is
+the SDK's import at start-up: a process that exits right after its first events
+still delivers them. Giving up closes the books: what the worker still held,
+including a batch whose request was in flight, is counted as ``shutdown_<signal>``.
 
 **Fork.** ``os.fork()`` waits (up to 5 s) for a worker that is still building its
 stage: a child forked in the middle of the SDK's imports would inherit modules that
@@ -55,6 +59,8 @@ _log = logging.getLogger("torchelastic_otel")
 
 # Of the exit bound, what closing the exporters and the interpreter's teardown need.
 _EXIT_RESERVE_S = 0.15
+# The SDK's OTLP exporters retry a failed request after 2**0 s +-20% (gRPC and HTTP).
+_SDK_FIRST_BACKOFF_S = 0.8
 # How often shutdown() looks at the worker's progress.
 _POLL_S = 0.02
 # How long os.fork() waits for a worker that is still importing the SDK.
@@ -81,7 +87,7 @@ class ExportWorker:
 
     def __init__(self, settings: Settings, setup: Callable[[Ledger], "Stage"]) -> None:
         self.settings = settings
-        self.ledger = Ledger(settings.warning_interval_s or 60.0)
+        self.ledger = Ledger(settings.warning_interval_s)
         self._setup = setup
         self._disabled = settings.disabled  # OTEL_SDK_DISABLED=true: a silent no-op
         self._queue: collections.deque[tuple[object, int]] = collections.deque()
@@ -101,6 +107,7 @@ class ExportWorker:
         self._collect_requested = False  # force_flush: collect the metrics once
         self._in_hand = 0  # an item taken off the queue and not yet mapped
         self._invalid_warned = False
+        self._internal_warned = False
 
     # --- the caller's side --------------------------------------------------------------
 
@@ -191,11 +198,20 @@ class ExportWorker:
         self.ledger.warn(force=True)
 
     def _collector_does_not_answer(self, now: float, bound_s: float) -> bool:
-        """A request has been waiting on the collector for the bound."""
+        """A request has waited on the collector for the bound, or cannot succeed within it.
+
+        A request that failed once (a collector that is down refuses the
+        connection at once) is retried by the SDK after a backoff of at least
+        ``_SDK_FIRST_BACKOFF_S``: when less than that is left of the bound, waiting
+        for the retry only makes the exit longer.
+        """
         since = self.ledger.in_flight_since
+        if not since:
+            return False
         # Part of the bound is left for closing the exporters and the interpreter's
         # own teardown, so that the exit as a whole stays within it.
-        return bool(since) and now - since >= max(0.0, bound_s - _EXIT_RESERVE_S)
+        left = max(0.0, bound_s - _EXIT_RESERVE_S) - (now - since)
+        return left <= 0 or (self.ledger.in_flight_failed and left < _SDK_FIRST_BACKOFF_S)
 
     def _abandon(self) -> None:
         """Count everything the worker still holds as lost, and close the books."""
@@ -247,20 +263,49 @@ class ExportWorker:
             self._wake.wait(max(0.0, next_export - time.monotonic()))
             self._wake.clear()
             stopping = self._stop
-            self._drain(stage)
+            self._contain("reading the queue", "logs", self._drain, stage)
             if stopping:
-                stage.finish(time.time_ns())
+                self._contain("ending the open spans", "spans", stage.finish, time.time_ns())
                 self._export(stage, everything=True)
                 return
             if self._flush_requested or time.monotonic() >= next_export:
                 self._flush_requested = False
                 collect, self._collect_requested = self._collect_requested, False
-                stage.tick(time.time_ns(), collect)
+                self._contain("collecting metrics", "metrics", stage.tick, time.time_ns(), collect)
                 self._export(stage, everything=True)
                 next_export = time.monotonic() + delay_s
             else:
                 self._export(stage, everything=False)
-            self.ledger.warn()
+            self._contain("counting losses", None, self.ledger.warn)
+
+    def _contain(
+        self, step: str, signal: str | None, work: Callable[..., object], *args: object
+    ) -> None:
+        """Run one step of the loop; an unexpected error is counted, not fatal.
+
+        This is the only export thread: an exception escaping it would leave every
+        later event queued for nobody (and counted as ``queue_full``). A failed step
+        loses at most what it held, counted as ``internal_error_<signal>``.
+        """
+        try:
+            work(*args)
+        except Exception as e:  # noqa: BLE001 -- counted and warned; the thread goes on
+            self._internal_error(step, e)
+            if signal is not None:
+                self.ledger.drop(f"internal_error_{signal}", 1)
+
+    def _internal_error(self, step: str, e: Exception) -> None:
+        _log.debug("torchelastic-otel: error while %s", step, exc_info=True)
+        if not self._internal_warned:
+            self._internal_warned = True
+            _log.warning(
+                "torchelastic-otel: unexpected error on the export thread while %s: %s: %s "
+                "(exporting goes on; what it held is counted as internal_error_*, "
+                "further errors only counted)",
+                step,
+                type(e).__name__,
+                e,
+            )
 
     def _disable(self) -> None:
         self._closed_reason = "disabled"
@@ -294,7 +339,17 @@ class ExportWorker:
 
     def _export(self, stage: "Stage", everything: bool) -> None:
         for batches in stage.batches:
-            batches.export(everything)
+            try:
+                batches.export(everything)
+            except Exception as e:  # noqa: BLE001 -- one batch is lost, not the thread
+                # The exporter's own failures are counted inside export(); this is
+                # anything else. Drop what the signal held: retrying a batch that
+                # broke the export code would break it again, forever.
+                self._internal_error(f"exporting {batches.signal}", e)
+                with self.ledger.lock:
+                    lost = batches.discard_locked()
+                    self.ledger.in_flight_since = 0.0
+                    self.ledger.drop_locked(f"internal_error_{batches.signal}", max(lost, 1))
         with self._idle:
             self._idle.notify_all()
 

@@ -1,7 +1,10 @@
 """Settings of the ``otel`` destination: environment variables, then ``configure()``.
 
-A malformed value never stops the job: it gives one warning (naming the variable,
-never a header's value) and the default is used instead.
+This module is the only reader of the package's environment variables (declared
+in :mod:`.environment_variables`). A malformed value never stops the job: it gives
+one warning per process (naming the variable, never a header's value) and the
+default is used instead. Booleans of ours take ``1/true/yes/on`` and
+``0/false/no/off`` (any case); ``OTEL_*`` booleans follow the specification.
 """
 
 import logging
@@ -48,17 +51,24 @@ class Settings:
     chatter_summary_s: float = 300.0
     warning_interval_s: float = 60.0
     use_global_providers: bool = True
-    # None: the exporter reads OTEL_EXPORTER_OTLP_*COMPRESSION itself.
-    logs_compression: str | None = "gzip"
-    traces_compression: str | None = "gzip"
-    metrics_compression: str | None = "gzip"
+    # gzip, deflate or none, per signal (OTEL_EXPORTER_OTLP_[<SIGNAL>_]COMPRESSION).
+    logs_compression: str = "gzip"
+    traces_compression: str = "gzip"
+    metrics_compression: str = "gzip"
+    # The CA bundle for OTLP/HTTP (the gRPC exporter reads its own).
+    logs_certificate: str | None = None
+    traces_certificate: str | None = None
+    metrics_certificate: str | None = None
     logs_exporter: str = "otlp"
     traces_exporter: str = "otlp"
     metrics_exporters: tuple[str, ...] = ("otlp",)
     metric_export_interval_ms: int = 60_000
     prometheus_host: str = "localhost"
     prometheus_port: int = 9464
-    trace_shard_nodes: int = 2000
+    trace_shard_nodes: int = 1000
+    stall_timeout_s: float = 300.0
+    rdzv_events: bool = False  # under torchrun: export the dynamic rendezvous' events
+    torch_metrics: bool = True  # under torchrun: bridge torch's own elastic metrics
 
     def with_overrides(self, **overrides: Any) -> "Settings":
         """A copy with the non-``None`` overrides applied."""
@@ -66,22 +76,37 @@ class Settings:
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings from the environment, warning once for each bad value."""
+    """Read the settings from the environment, warning once for each bad value.
+
+    This is the only place the package reads its settings from the environment
+    (the exporters still read what is left unset here: endpoints, timeouts, client
+    keys). A bad value warns once per process, however often the settings are
+    read, and its default is used.
+    """
     env = os.environ if environ is None else environ
     default = Settings()
     base_protocol = _protocol(env, ev.OTEL_EXPORTER_OTLP_PROTOCOL, default.logs_protocol)
     base_headers = _headers(env, ev.OTEL_EXPORTER_OTLP_HEADERS)
-    any_compression = (
-        ev.OTEL_EXPORTER_OTLP_COMPRESSION in env
-        or ev.OTEL_EXPORTER_OTLP_LOGS_COMPRESSION in env
-        or ev.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION in env
-        or ev.OTEL_EXPORTER_OTLP_METRICS_COMPRESSION in env
-    )
+    base_compression = _compression(env, ev.OTEL_EXPORTER_OTLP_COMPRESSION, _DEFAULT_COMPRESSION)
+    base_certificate = env.get(ev.OTEL_EXPORTER_OTLP_CERTIFICATE, "").strip() or None
+    _sampler(env)
     return Settings(
         endpoint=_endpoint_with_scheme(env),
-        logs_compression=None if any_compression else default.logs_compression,
-        traces_compression=None if any_compression else default.traces_compression,
-        metrics_compression=None if any_compression else default.metrics_compression,
+        logs_compression=_compression(
+            env, ev.OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, base_compression
+        ),
+        traces_compression=_compression(
+            env, ev.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, base_compression
+        ),
+        metrics_compression=_compression(
+            env, ev.OTEL_EXPORTER_OTLP_METRICS_COMPRESSION, base_compression
+        ),
+        logs_certificate=env.get(ev.OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE, "").strip()
+        or base_certificate,
+        traces_certificate=env.get(ev.OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, "").strip()
+        or base_certificate,
+        metrics_certificate=env.get(ev.OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE, "").strip()
+        or base_certificate,
         metrics_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, base_protocol),
         metrics_headers=_first(_headers(env, ev.OTEL_EXPORTER_OTLP_METRICS_HEADERS), base_headers),
         metrics_exporters=_exporter_names(env, ev.OTEL_METRICS_EXPORTER, default.metrics_exporters),
@@ -93,7 +118,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         prometheus_host=env.get(ev.OTEL_EXPORTER_PROMETHEUS_HOST, "").strip()
         or default.prometheus_host,
         prometheus_port=_port(env, ev.OTEL_EXPORTER_PROMETHEUS_PORT, default.prometheus_port),
-        disabled=env.get(ev.OTEL_SDK_DISABLED, "").strip().lower() == "true",
+        disabled=_spec_boolean(env, ev.OTEL_SDK_DISABLED),
         logs_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, base_protocol),
         traces_protocol=_protocol(env, ev.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, base_protocol),
         logs_headers=_first(_headers(env, ev.OTEL_EXPORTER_OTLP_LOGS_HEADERS), base_headers),
@@ -134,7 +159,66 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         trace_shard_nodes=_positive_int(
             env, ev.TORCHELASTIC_OTEL_TRACE_SHARD_NODES, default.trace_shard_nodes, zero=True
         ),
+        stall_timeout_s=_seconds(
+            env, ev.TORCHELASTIC_OTEL_STALL_TIMEOUT_S, default.stall_timeout_s
+        ),
+        rdzv_events=_boolean(env, ev.TORCHELASTIC_OTEL_RDZV_EVENTS, default.rdzv_events),
+        torch_metrics=_boolean(env, ev.TORCHELASTIC_OTEL_TORCH_METRICS, default.torch_metrics),
     )
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn(name: str, value: object, message: str, *args: object) -> None:
+    """Log ``message`` once per process for this variable and value."""
+    key = (name, repr(value))
+    if key in _warned:
+        return
+    _warned.add(key)
+    _log.warning(message, *args)
+
+
+_DEFAULT_COMPRESSION = "gzip"
+_COMPRESSIONS = ("gzip", "deflate", "none")
+
+
+def _compression(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in _COMPRESSIONS:
+        return text
+    _warn(
+        name,
+        value,
+        "ignoring %s=%r: not one of %s; using %s",
+        name,
+        value,
+        ", ".join(_COMPRESSIONS),
+        default,
+    )
+    return default
+
+
+# What the SDK's TracerProvider would do anyway: keep every span.
+_KEEP_ALL_SAMPLERS = ("always_on", "parentbased_always_on")
+
+
+def _sampler(env: Mapping[str, str]) -> None:
+    """Say once that ``OTEL_TRACES_SAMPLER`` does not apply to our spans."""
+    value = env.get(ev.OTEL_TRACES_SAMPLER, "").strip()
+    if value and value.lower() not in _KEEP_ALL_SAMPLERS:
+        _warn(
+            ev.OTEL_TRACES_SAMPLER,
+            value,
+            "%s=%r is not applied to torchelastic's spans: every node keeps all of them "
+            "(a node's sampler would keep its part of a cycle and drop its neighbour's); "
+            "sample whole traces in the collector (docs/operations.md#sampling)",
+            ev.OTEL_TRACES_SAMPLER,
+            value,
+        )
 
 
 def _first(*values: dict[str, str] | None) -> dict[str, str] | None:
@@ -156,7 +240,7 @@ def _protocol(env: Mapping[str, str], name: str, default: str) -> str:
     try:
         return check_protocol(value, name)
     except ValueError as e:
-        _log.warning("%s; using %s", e, default)
+        _warn(name, value, "%s; using %s", e, default)
         return default
 
 
@@ -187,7 +271,9 @@ def _headers(env: Mapping[str, str], name: str) -> dict[str, str] | None:
     headers, bad = parse_headers(value, name)
     if bad:
         one = len(bad) == 1
-        _log.warning(
+        _warn(
+            name,
+            tuple(bad),
             "%s: %s %s not of the form name=value and %s ignored "
             "(values are not shown: headers may hold credentials)",
             name,
@@ -214,14 +300,18 @@ def _endpoint_with_scheme(env: Mapping[str, str]) -> str | None:
             name = f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"
             per_signal = env.get(name, "").strip()
             if per_signal and not per_signal.lower().startswith(_SCHEMES):
-                _log.warning(
+                _warn(
+                    name,
+                    per_signal,
                     "%s=%r has no scheme: write http://%s (or https:// for TLS)",
                     name,
                     per_signal,
                     per_signal,
                 )
         return None
-    _log.warning(
+    _warn(
+        ev.OTEL_EXPORTER_OTLP_ENDPOINT,
+        value,
         "%s=%r has no scheme: using http://%s (write https:// for TLS)",
         ev.OTEL_EXPORTER_OTLP_ENDPOINT,
         value,
@@ -240,7 +330,9 @@ def _exporter_names(env: Mapping[str, str], name: str, default: tuple[str, ...])
     names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
     unknown = [n for n in names if n not in _METRICS_EXPORTERS]
     if unknown:
-        _log.warning(
+        _warn(
+            name,
+            value,
             "ignoring %s=%r: %s not one of %s",
             name,
             value,
@@ -262,7 +354,9 @@ def _one_exporter(env: Mapping[str, str], name: str, default: str) -> str:
     names = [n.strip().lower() for n in value.split(",") if n.strip()]
     known = [n for n in names if n in _EXPORTERS]
     if len(known) != len(names) or len(known) > 1:
-        _log.warning(
+        _warn(
+            name,
+            value,
             "%s=%r: using %s (one of %s)",
             name,
             value,
@@ -275,7 +369,14 @@ def _one_exporter(env: Mapping[str, str], name: str, default: str) -> str:
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     port = _positive_int(env, name, default)
     if port > 65535:
-        _log.warning("ignoring %s=%r: not a port; using %d", name, env.get(name), default)
+        _warn(
+            name,
+            env.get(name),
+            "ignoring %s=%r: not a port; using %d",
+            name,
+            env.get(name),
+            default,
+        )
         return default
     return port
 
@@ -291,8 +392,53 @@ def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     text = value.strip().lower()
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
-    _log.warning("ignoring %s=%r: not true or false; using %s", name, value, str(default).lower())
+    _warn(
+        name,
+        value,
+        "ignoring %s=%r: not one of %s; using %s",
+        name,
+        value,
+        "/".join(_TRUE + _FALSE),
+        str(default).lower(),
+    )
     return default
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds (fractions allowed)."""
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = -1.0
+    if 0 <= number < float("inf"):
+        return number
+    _warn(
+        name, value, "ignoring %s=%r: not a number of seconds >= 0; using %g", name, value, default
+    )
+    return default
+
+
+def _spec_boolean(env: Mapping[str, str], name: str) -> bool:
+    """An ``OTEL_*`` boolean as the specification (and the SDK) reads it.
+
+    Only ``true`` (any case) is true. Our own variables also take 1/yes/on, but
+    an ``OTEL_*`` variable is read by the application's SDK too, and both must
+    agree on what it means: any other value warns once and reads as false.
+    """
+    text = env.get(name, "").strip().lower()
+    if text not in ("", "true", "false"):
+        _warn(
+            name,
+            text,
+            "%s=%r read as false: only 'true' turns it on (the OpenTelemetry "
+            "specification's rule for its boolean variables, which the SDK follows)",
+            name,
+            env.get(name),
+        )
+    return text == "true"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, zero: bool = False) -> int:
@@ -305,7 +451,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, zero: bool = 
         number = -1
     if number > 0 or (zero and number == 0):
         return number
-    _log.warning(
+    _warn(
+        name,
+        value,
         "ignoring %s=%r: not a %s integer; using %d",
         name,
         value,

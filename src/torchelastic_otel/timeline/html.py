@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.timeline import goodput
 from torchelastic_otel.timeline.model import LATE_JOIN_S, Failure, JobTimeline, Node
 
 _CSS = """
@@ -658,7 +659,8 @@ def _alerts(job: JobTimeline, index: dict[int, int]) -> str:
     for m in job.missing:
         before = f"round {m.before}" if m.before is not None else "the rendezvous still waiting"
         items = ", ".join(
-            f"{_node_link(job, n, index)} (last seen +{(n.end_ns - job.start_ns) / 1e9:.1f}s)"
+            f"{_node_link(job, n, index)} ({_esc(n.left) + ', ' if n.left else ''}"
+            f"last seen +{(n.end_ns - job.start_ns) / 1e9:.1f}s)"
             for n in m.nodes[:cap]
         )
         more = f" ... and {len(m.nodes) - cap:,} more" if len(m.nodes) > cap else ""
@@ -740,9 +742,15 @@ def _job_section(job: JobTimeline, number: int) -> str:
         f'<section class="job" id="job-{number}" data-run-id="{_esc(job.run_id)}" '
         f'data-nodes="{len(job.nodes)}">'
         f'<h1>run {_esc(job.run_id)} <span class="state-{_esc(job.state)}">{_esc(job.state)}</span>'
-        f'</h1><div class="summary">{summary}</div>{body}'
+        f'</h1><div class="summary">{summary}</div>{_goodput(job)}{body}'
         f'<script type="application/json" class="data">{data}</script></section>'
     )
+
+
+def _goodput(job: JobTimeline) -> str:
+    if job.goodput is None or job.goodput.wall_s <= 0:
+        return ""
+    return f'<div class="summary goodput">{_esc(goodput.describe(job.goodput))}</div>'
 
 
 def render_html(jobs: list[JobTimeline]) -> str:

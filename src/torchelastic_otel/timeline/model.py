@@ -36,6 +36,8 @@ from typing import Any
 
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.otlp_data import LogItem, Received, SpanEventItem, SpanItem, read_otlp_json
+from torchelastic_otel.timeline.goodput import Goodput, working_times
+from torchelastic_otel.timeline.goodput import compute as compute_goodput
 
 LATE_JOIN_S = 5.0
 """A node that started its rendezvous this much after the round's median start joined
@@ -328,6 +330,8 @@ class JobTimeline:
     records: int
     spans: int
     notes: list[str] = field(default_factory=list)
+    goodput: Goodput | None = None
+    """The share of wall time with workers making progress, and each cycle's loss."""
 
     @property
     def lanes(self) -> list[Node]:
@@ -589,8 +593,18 @@ class _Builder:
                 node.left = f"lost ({reason})" if reason else "lost"
             if _span_kind(s["name"]) == sc.CYCLE_NODE_SPAN:
                 round_ = _int(a.get(sc.ROUND))
-                if round_ is None or node.cycle(round_) is None:
+                own = node.cycle(round_) if round_ is not None else None
+                if own is None or not own.has_span:
+                    # Its own records (up to its death) made a part without a span:
+                    # the survivor's span says how it ended; the records keep the workers.
+                    if own is not None:
+                        node.cycles.remove(own)
                     self.add_part_span(s, node)
+                    if own is not None and round_ is not None:
+                        part = node.cycle(round_)
+                        assert part is not None
+                        part.workers.extend(own.workers)
+                        part.start_ns = min(part.start_ns, own.start_ns)
             elif node.state == sc.UNKNOWN_STATE:
                 node.state = sc.STATE_LOST
                 node.end_ns = max(node.end_ns, s["end"])
@@ -925,10 +939,11 @@ class _Builder:
                 s["trace_id"] for s in spans if _span_kind(s["name"]) == sc.NODE_SPAN
             )
             run_trace = node_traces.most_common(1)[0][0] if node_traces else ""
+        start_ns = min(self.times, default=0)
         return JobTimeline(
             run_id=self.run_id,
             trace_id=run_trace,
-            start_ns=min(self.times, default=0),
+            start_ns=start_ns,
             end_ns=end_ns,
             state=state,
             nodes=nodes,
@@ -938,6 +953,7 @@ class _Builder:
             records=len(logs),
             spans=len(spans),
             notes=self.notes(nodes, cycles, spans, other),
+            goodput=compute_goodput(start_ns, end_ns, working_times(cycles), logs),
         )
 
     def rendezvous_errors_after_success(self, nodes: list[Node]) -> None:

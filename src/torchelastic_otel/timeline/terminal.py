@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.timeline import goodput
 from torchelastic_otel.timeline.model import (
     LATE_JOIN_S,
     Attempt,
@@ -45,12 +46,16 @@ _OUTCOME_STYLE = {
     sc.OUTCOME_FAILED: "red",
     sc.OUTCOME_RESTARTED: "yellow",
     sc.OUTCOME_UNFINISHED: "dim",
+    sc.OUTCOME_TERMINATED: "yellow",
+    sc.OUTCOME_LOST: "bold red",
 }
 _OUTCOME_MARK = {
     sc.OUTCOME_SUCCEEDED: "✓",
     sc.OUTCOME_FAILED: "✗",
     sc.OUTCOME_RESTARTED: "↻",
     sc.OUTCOME_UNFINISHED: "…",
+    sc.OUTCOME_TERMINATED: "⊘",
+    sc.OUTCOME_LOST: "†",
 }
 _WORKER_STYLE = {
     "failed": ("━", "red", "✗", "bold red"),
@@ -173,6 +178,9 @@ def _cycle_row(job: JobTimeline, scale: _Scale) -> _Row:
 def _lane_block(node: Node, scale: _Scale) -> list[Text]:
     head = Text(node.title, style="bold")
     head.append(f"  {node.state}", style=_STATE_STYLE.get(node.state, "yellow"))
+    if node.left:
+        lost = node.left.startswith("lost")
+        head.append(f"  {node.left}", style="bold red" if lost else "yellow")
     if node.waiting is not None:
         head.append("  waiting in a rendezvous", style="bold yellow")
     rows = [head, _rendezvous_row(node, scale).text("rendezvous", "bold")]
@@ -232,13 +240,16 @@ def _header(job: JobTimeline) -> list[RenderableType]:
     ]
     if job.waiting:
         parts.append(f"{_plural(len(job.waiting), 'node')} waiting")
-    return [
-        Text(" · ".join(parts), style="bold"),
+    lines: list[RenderableType] = [Text(" · ".join(parts), style="bold")]
+    if job.goodput is not None and job.goodput.wall_s > 0:
+        lines.append(Text(goodput.describe(job.goodput, LIST_CAP)))
+    lines.append(
         Text(
             f"run trace {job.trace_id or '?'}  ·  {job.records:,} records, {job.spans:,} spans",
             style="dim",
-        ),
-    ]
+        )
+    )
+    return lines
 
 
 def _at(job: JobTimeline, t_ns: int) -> str:
@@ -379,7 +390,13 @@ def _node_lists(job: JobTimeline, cap: int) -> list[RenderableType]:
             style="bold red",
         )
         line.append(
-            _capped([f"{n.short} (last seen {_at(job, n.end_ns)})" for n in m.nodes], cap),
+            _capped(
+                [
+                    f"{n.short} ({n.left + ', ' if n.left else ''}last seen {_at(job, n.end_ns)})"
+                    for n in m.nodes
+                ],
+                cap,
+            ),
             style="red",
         )
         out.append(line)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from opentelemetry.context import Context
 from opentelemetry.trace import Tracer
 
+from torchelastic_otel.otel import _selflog, _upstream
 from torchelastic_otel.otel._ids import ForcedIds
 from torchelastic_otel.otel._ledger import Ledger
 from torchelastic_otel.otel.mapping import MappedEvent
@@ -61,12 +62,26 @@ class Batches:
         self._weights: list[int] = []
         self.next_weight = 1  # for sinks whose items arrive through an SDK processor
         self.in_flight = 0  # the weight of the batch being exported
+        self.refused = ""  # the endpoint's answer, once it said it has no such service
+        self._failure = ""  # the status of the export in flight, if it failed
+        self._arm = _upstream.watch_failures(exporter, self._on_failure)
 
     def add(self, item: Any, weight: int | None = None) -> None:
         """Hold ``item`` (standing for ``weight`` events; default :attr:`next_weight`)."""
-        self._items.append(item)
-        self._weights.append(self.next_weight if weight is None else weight)
+        w = self.next_weight if weight is None else weight
         self.next_weight = 1
+        if self.refused:
+            self._ledger.drop(f"unsupported_{self.signal}", w)
+            return
+        self._items.append(item)
+        self._weights.append(w)
+
+    def _on_failure(self, status: str) -> None:
+        """The exporter's transport failed with ``status`` (on the exporting thread)."""
+        self._failure = status
+        self._ledger.in_flight_failed = True  # the exporter will retry after a backoff
+        if status in _NO_SUCH_SERVICE:
+            _selflog.hush(True)  # we say it in one line of our own, below
 
     def full(self) -> bool:
         """At least one whole batch is waiting."""
@@ -78,6 +93,14 @@ class Batches:
     def held_locked(self) -> int:
         """The weight of everything held (waiting and in flight); caller holds the lock."""
         return sum(self._weights) + self.in_flight
+
+    def discard_locked(self) -> int:
+        """Forget everything held; return its weight. The caller holds the ledger's lock."""
+        lost = self.held_locked()
+        self._items.clear()
+        self._weights.clear()
+        self.in_flight = 0
+        return lost
 
     def export(self, everything: bool) -> None:
         """Export whole batches (and the last partial one when ``everything``).
@@ -94,12 +117,22 @@ class Batches:
                 del self._items[:n], self._weights[:n]
                 self.in_flight = weight
                 self._ledger.in_flight_since = time.monotonic()
+                self._ledger.in_flight_failed = False
             ok = False
+            self._failure = ""
             try:
+                if self._arm is not None:
+                    self._arm()
                 batch = items if self._wrap is None else self._wrap(items)
-                ok = self.exporter.export(batch).name == "SUCCESS"
+                with _upstream.suppressed_instrumentation():
+                    ok = self.exporter.export(batch).name == "SUCCESS"
             except Exception as e:  # noqa: BLE001 -- counted below; the job goes on
                 _log.debug("export of %s failed: %s: %s", self.signal, type(e).__name__, e)
+            finally:
+                _selflog.hush(False)
+            if not ok and self._failure in _NO_SUCH_SERVICE:
+                self._stop_sending(weight)
+                return
             with self._ledger.lock:
                 self.in_flight = 0
                 self._ledger.in_flight_since = 0.0
@@ -112,6 +145,36 @@ class Batches:
                         self._items.clear()
                         self._weights.clear()
                         return
+
+    def _stop_sending(self, weight: int) -> None:
+        """The endpoint has no service for this signal: say so once, send no more."""
+        self.refused = self._failure
+        with self._ledger.lock:
+            self.in_flight = 0
+            self._ledger.in_flight_since = 0.0
+            self._ledger.drop_locked(f"unsupported_{self.signal}", weight + sum(self._weights))
+            self._items.clear()
+            self._weights.clear()
+        signal = _SIGNAL_NAMES.get(self.signal, self.signal.upper())
+        endpoint = _upstream.exporter_endpoint(self.exporter)
+        _log.warning(
+            "torchelastic-otel: %s does not take %s (%s): no more are sent, they are counted "
+            "as unsupported_%s; point OTEL_EXPORTER_OTLP_%s_ENDPOINT at a collector that "
+            "takes them, or set OTEL_%s_EXPORTER=none",
+            endpoint or "the endpoint",
+            self.signal,
+            self.refused,
+            self.signal,
+            signal,
+            signal,
+        )
+
+
+# What an endpoint without a service for the signal answers: gRPC's status, the
+# HTTP status (no such path, method not allowed, not implemented).
+_NO_SUCH_SERVICE = frozenset({"UNIMPLEMENTED", "404", "405", "501"})
+# A Batches' signal -> the infix of its OTEL_* variables.
+_SIGNAL_NAMES = {"logs": "LOGS", "spans": "TRACES", "metrics": "METRICS"}
 
 
 class Stage(Protocol):
@@ -142,9 +205,10 @@ class Sinks:
     batches: list[Batches] = field(default_factory=list)
     exporters: list[Any] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)  # signal -> how, for debugging
+    releases: list[Callable[[], None]] = field(default_factory=list)  # upstream patches
 
     def close(self) -> None:
-        """Shut down every exporter we created or were given."""
+        """Shut down every exporter we created or were given; put back what we replaced."""
         if self.metrics is not None:
             self.metrics.close()
         for exporter in self.exporters:
@@ -152,6 +216,9 @@ class Sinks:
                 exporter.shutdown()
             except Exception:  # noqa: BLE001 -- exit must go on whatever the exporter does
                 _log.debug("exporter shutdown failed", exc_info=True)
+        for release in self.releases:
+            release()
+        self.releases.clear()
 
 
 @dataclass

@@ -7,6 +7,7 @@ from opentelemetry.trace import Tracer
 
 from torchelastic_otel.otel._ids import ForcedIds
 from torchelastic_otel.otel._ledger import Ledger
+from torchelastic_otel.otel._upstream import is_application_provider
 from torchelastic_otel.otel.mapping import MappedEvent
 from torchelastic_otel.otel.sinks._base import Batches, LogSink, PlugIns, Sinks, SpanSink
 
@@ -73,10 +74,14 @@ def _choose_logs(s: Any, resource: Any, plugins: PlugIns, owner: _Owner, envelop
         batches = owner.own("logs", ConsoleLogRecordExporter(), s.logs_batch_size, "console")
         return _sdk.our_logs(resource, batches)
     provider = _logs.get_logger_provider()
-    if s.use_global_providers and _is_installed(provider):
+    if s.use_global_providers and is_application_provider(provider):
         owner.sinks.paths["logs"] = "application provider"
         return _sdk.application_logs(provider)
-    fast = _protobuf.prebuilt_exporter(s, _exporters.LOGS) if s.fast_path else None
+    fast = (
+        _protobuf.prebuilt_exporter(s, _exporters.LOGS, owner.sinks.releases)
+        if s.fast_path
+        else None
+    )
     if fast is not None:
         batches = owner.own("logs", fast, s.logs_batch_size, "fast path", envelope.logs)
         return _ProtobufLogs(_protobuf.Encoder.from_env(), batches)
@@ -104,35 +109,24 @@ def _choose_spans(
         batches = owner.own("spans", ConsoleSpanExporter(), s.spans_batch_size, "console")
         return _sdk.our_spans(resource, batches)
     provider = trace.get_tracer_provider()
-    if s.use_global_providers and _is_installed(provider):
+    if s.use_global_providers and is_application_provider(provider):
         owner.sinks.paths["spans"] = "application provider"
         return _sdk.application_spans(provider)
-    fast = _protobuf.prebuilt_exporter(s, _exporters.TRACES) if s.fast_path else None
+    fast = (
+        _protobuf.prebuilt_exporter(s, _exporters.TRACES, owner.sinks.releases)
+        if s.fast_path
+        else None
+    )
     if fast is not None:
         from torchelastic_otel.otel.sinks._light_spans import LightTracer
 
         batches = owner.own("spans", fast, s.spans_batch_size, "fast path", envelope.spans)
-        tracer = LightTracer(batches.add)
+        tracer = LightTracer(batches.add)  # ours: its id generator is ours to wrap
         ids = ForcedIds(tracer.id_generator)
         tracer.id_generator = ids
         return SpanSink(tracer, ids)
     exporter = _exporters.create(s, _exporters.TRACES)
     return _sdk.our_spans(resource, owner.own("spans", exporter, s.spans_batch_size, "sdk"))
-
-
-def _is_installed(provider: Any) -> bool:
-    """Whether an application set a real global provider (not the API's placeholder)."""
-    from opentelemetry import _logs, trace
-
-    placeholders: tuple[type, ...] = (
-        trace.ProxyTracerProvider,
-        trace.NoOpTracerProvider,
-        _logs.NoOpLoggerProvider,
-    )
-    # The API keeps its logs placeholder in an internal module (as of 1.45).
-    from opentelemetry._logs._internal import ProxyLoggerProvider
-
-    return not isinstance(provider, (*placeholders, ProxyLoggerProvider))
 
 
 class _NoLogs:

@@ -11,11 +11,13 @@ log path does, and keeps its own transport.
 
 Only the span API the state machine uses is implemented, with the SDK's rules
 (status, attributes and events are frozen once a span ended; an ``OK`` status is
-final; ``UNSET`` is ignored; a description goes with ``ERROR`` only) and its span
-limits (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``, ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``,
-``OTEL_SPAN_EVENT_COUNT_LIMIT``, ``OTEL_SPAN_LINK_COUNT_LIMIT`` and their
-``OTEL_ATTRIBUTE_*`` defaults). tests/unit/test_span_rules.py runs the same calls on
-an SDK span and on a light one.
+final; ``UNSET`` is ignored; a description goes with ``ERROR`` only; an updated
+attribute moves last) and its span limits (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``,
+``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``, ``OTEL_SPAN_EVENT_COUNT_LIMIT``,
+``OTEL_SPAN_LINK_COUNT_LIMIT``, the event and link attribute limits and their
+``OTEL_ATTRIBUTE_*`` defaults), which keep the newest attributes, events and links
+and count the rest as dropped, as the SDK does. tests/unit/test_fast_paths.py runs
+the same calls on an SDK span and on a light one and compares their protobuf.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +54,13 @@ class Limits:
         self.max_link_attributes = limits.max_link_attributes
 
 
+def _newest(items: list[Any], limit: int | None) -> tuple[list[Any], int]:
+    """The last ``limit`` items and how many went (the SDK's bounded containers keep the newest)."""
+    if limit is None or len(items) <= limit:
+        return items, 0
+    return (items[len(items) - limit :] if limit else []), len(items) - limit
+
+
 class LightSpan(trace.Span):
     """A recording span with plain fields; handed to ``on_end`` as protobuf."""
 
@@ -70,14 +79,17 @@ class LightSpan(trace.Span):
         self._context = context
         self._parent = parent
         self._start = start_ns
-        self._attributes: dict[str, Any] = dict(attributes or {})
+        self._limits = limits
+        self._attributes: dict[str, Any] = {}
+        self._dropped_attributes = 0
+        for key, value in (attributes or {}).items():
+            self._set(key, value)
         self._events: list[tuple[str, int, dict[str, Any]]] = []
+        self._dropped_events = 0
         self._status = Status(StatusCode.UNSET)
         self._ended = False
         self._on_end = on_end
-        self._limits = limits
-        max_links = limits.max_links
-        self._links = list(links if max_links is None else links[:max_links])
+        self._links, self._dropped_links = _newest(list(links), limits.max_links)
 
     def get_span_context(self) -> SpanContext:
         """This span's ids."""
@@ -86,12 +98,30 @@ class LightSpan(trace.Span):
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         """Set several attributes (ignored once ended, as the SDK does)."""
         if not self._ended:
-            self._attributes.update(attributes)
+            for key, value in attributes.items():
+                self._set(key, value)
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         """Set one attribute."""
         if not self._ended:
-            self._attributes[key] = value
+            self._set(key, value)
+
+    def _set(self, key: str, value: Any) -> None:
+        """As the SDK's ``BoundedAttributes``: an update moves last; when full, the oldest goes."""
+        if value is None:  # the SDK refuses it, and keeps what was there
+            return
+        attributes = self._attributes
+        if key in attributes:
+            del attributes[key]
+        elif (
+            self._limits.max_attributes is not None
+            and len(attributes) >= self._limits.max_attributes
+        ):
+            self._dropped_attributes += 1
+            if not attributes:  # a limit of 0
+                return
+            del attributes[next(iter(attributes))]
+        attributes[key] = value
 
     def add_event(
         self,
@@ -99,14 +129,16 @@ class LightSpan(trace.Span):
         attributes: types.Attributes = None,
         timestamp: int | None = None,
     ) -> None:
-        """Add a span event (beyond the event limit, dropped as the SDK drops it)."""
+        """Add a span event (beyond the event limit, the oldest goes, as in the SDK)."""
         if self._ended:
-            return
-        if self._limits.max_events is not None and len(self._events) >= self._limits.max_events:
             return
         from time import time_ns
 
         self._events.append((name, timestamp or time_ns(), dict(attributes or {})))
+        max_events = self._limits.max_events
+        if max_events is not None and len(self._events) > max_events:
+            self._dropped_events += len(self._events) - max_events
+            del self._events[: len(self._events) - max_events]
 
     def update_name(self, name: str) -> None:
         """Rename the span (ignored once ended)."""
@@ -156,26 +188,33 @@ class LightSpan(trace.Span):
 
     def _encode(self, end_ns: int) -> PbSpan:
         limits = self._limits
-        attributes = key_values(self._attributes, limits.max_attributes, limits.max_length)
-        events = [
-            PbSpan.Event(
-                time_unix_nano=t,
-                name=name,
-                attributes=key_values(attrs, limits.max_event_attributes, limits.max_length),
+        attributes = key_values(self._attributes, None, limits.max_length)
+        events = []
+        for name, t, attrs in self._events:
+            kept, dropped = _newest(list(attrs.items()), limits.max_event_attributes)
+            events.append(
+                PbSpan.Event(
+                    time_unix_nano=t,
+                    name=name,
+                    attributes=key_values(dict(kept), None, limits.max_length),
+                    dropped_attributes_count=dropped,
+                )
             )
-            for name, t, attrs in self._events
-        ]
-        links = [
-            PbSpan.Link(
-                trace_id=link.context.trace_id.to_bytes(16, "big"),
-                span_id=link.context.span_id.to_bytes(8, "big"),
-                attributes=key_values(
-                    link.attributes or {}, limits.max_link_attributes, limits.max_length
-                ),
-                flags=_HAS_IS_REMOTE | (_IS_REMOTE if link.context.is_remote else 0),
+        links = []
+        for link in self._links:
+            kept, dropped = _newest(
+                list((link.attributes or {}).items()), limits.max_link_attributes
             )
-            for link in self._links
-        ]
+            links.append(
+                PbSpan.Link(
+                    trace_id=link.context.trace_id.to_bytes(16, "big"),
+                    span_id=link.context.span_id.to_bytes(8, "big"),
+                    # The SDK does not cut link attribute values to the length limit.
+                    attributes=key_values(dict(kept), None, None),
+                    dropped_attributes_count=dropped,
+                    flags=_HAS_IS_REMOTE | (_IS_REMOTE if link.context.is_remote else 0),
+                )
+            )
         parent = self._parent
         return PbSpan(
             trace_id=self._context.trace_id.to_bytes(16, "big"),
@@ -188,9 +227,11 @@ class LightSpan(trace.Span):
             start_time_unix_nano=self._start,
             end_time_unix_nano=max(end_ns, self._start),
             attributes=attributes,
-            dropped_attributes_count=max(0, len(self._attributes) - len(attributes)),
+            dropped_attributes_count=self._dropped_attributes,
             events=events,
+            dropped_events_count=self._dropped_events,
             links=links,
+            dropped_links_count=self._dropped_links,
             status=PbStatus(
                 code=_STATUS[self._status.status_code],  # type: ignore[arg-type]
                 message=self._status.description or "",

@@ -22,6 +22,7 @@ from typing import Any
 
 from torchelastic_otel.otel import _exporters
 from torchelastic_otel.otel._ledger import Ledger
+from torchelastic_otel.otel._upstream import is_application_provider, metric_preferences
 from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otel.sinks._base import Batches
 
@@ -61,7 +62,7 @@ def choose(s: Settings, resource: Any, plug_in: Any, ledger: Ledger) -> MetricsS
     from opentelemetry import metrics
 
     global_provider = metrics.get_meter_provider()
-    if plug_in is None and s.use_global_providers and _is_installed(global_provider):
+    if plug_in is None and s.use_global_providers and is_application_provider(global_provider):
         return MetricsSink(global_provider, how="application provider")
     names = ["plug-in"] if plug_in is not None else list(s.metrics_exporters)
     if not names or names == ["none"]:
@@ -82,9 +83,9 @@ def choose(s: Settings, resource: Any, plug_in: Any, ledger: Ledger) -> MetricsS
         exporter = plug_in if name == "plug-in" else _exporter(s, name)
         if exporter is None:
             continue
+        temporality, aggregation = metric_preferences(exporter)
         reader = InMemoryMetricReader(
-            preferred_temporality=exporter._preferred_temporality,
-            preferred_aggregation=exporter._preferred_aggregation,
+            preferred_temporality=temporality, preferred_aggregation=aggregation
         )
         readers.append(reader)
         pull.append(reader)
@@ -146,10 +147,3 @@ def _prometheus(s: Settings, closers: list[Any]) -> Any:
     closers.append(server.shutdown)
     closers.append(server.server_close)
     return reader
-
-
-def _is_installed(provider: Any) -> bool:
-    from opentelemetry.metrics import NoOpMeterProvider
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-    return not isinstance(provider, (NoOpMeterProvider, _ProxyMeterProvider))

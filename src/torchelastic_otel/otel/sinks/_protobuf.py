@@ -46,7 +46,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from torchelastic_otel import semconv
-from torchelastic_otel.otel import _exporters
+from torchelastic_otel.otel import _exporters, _upstream
 from torchelastic_otel.otel.mapping import MappedEvent
 from torchelastic_otel.otel.settings import Settings
 
@@ -107,11 +107,15 @@ class Envelope:
 # --- the exporters ---------------------------------------------------------------------
 
 
-def prebuilt_exporter(s: Settings, signal: _exporters.Signal) -> Any | None:
+def prebuilt_exporter(
+    s: Settings, signal: _exporters.Signal, releases: list[Callable[[], None]]
+) -> Any | None:
     """An OTLP exporter for ``signal`` that takes :class:`Prebuilt` batches, or ``None``.
 
     ``None`` (the caller then takes the SDK path) when the installed exporter is not
-    a tested version or the probe batch does not round-trip.
+    a tested version or the probe batch does not round-trip. What had to be
+    replaced upstream for it is put back by the functions added to ``releases``
+    (call them once the exporter is shut down).
     """
     grpc = _exporters.protocol_of(s, signal) == "grpc"
     distribution = (
@@ -124,12 +128,23 @@ def prebuilt_exporter(s: Settings, signal: _exporters.Signal) -> Any | None:
         _log.debug("torchelastic-otel: fast path off for %s: %s", signal.name, why_not)
         return None
     base = _exporters.exporter_class(s, signal)
-    cls = _grpc_subclass(base) if grpc else _wrap_http_encoder(base, signal)
+    release = None
+    if grpc:
+        cls = _grpc_subclass(base)
+    else:
+        cls = base
+        release = _upstream.replace_function(
+            base.__module__, _HTTP_ENCODER[signal.name], _passing_prebuilt
+        )
     exporter = _exporters.create(s, signal, cls)
     if not round_trips(exporter, signal):
         _log.debug("torchelastic-otel: fast path off for %s: probe did not round-trip", signal.name)
         exporter.shutdown()
+        if release is not None:
+            release()
         return None
+    if release is not None:
+        releases.append(release)
     return exporter
 
 
@@ -153,21 +168,9 @@ def untested_version(distribution: str) -> str:
 
 
 def _grpc_subclass(base: type[Any]) -> type[Any]:
-    def _translate_data(self: Any, data: Any) -> Any:
-        if isinstance(data, Prebuilt):
-            return data.request
-        return base._translate_data(self, data)
-
-    return type(f"Prebuilt{base.__name__}", (base,), {"_translate_data": _translate_data})
-
-
-def _wrap_http_encoder(base: type[Any], signal: _exporters.Signal) -> type[Any]:
-    module = importlib.import_module(base.__module__)
-    name = _HTTP_ENCODER[signal.name]
-    original = getattr(module, name, None)
-    if original is not None and not getattr(original, "__torchelastic_otel__", False):
-        setattr(module, name, _passing_prebuilt(original))
-    return base
+    return _upstream.passing_subclass(
+        base, lambda data: data.request if isinstance(data, Prebuilt) else None
+    )
 
 
 def _passing_prebuilt(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -237,14 +240,15 @@ class Encoder:
         items = list(m.attributes.items())
         dropped = 0
         if self.max_attributes is not None and len(items) > self.max_attributes:
+            # As the SDK's bounded attributes: the newest are kept.
             dropped = len(items) - self.max_attributes
-            items = items[: self.max_attributes]
+            items = items[dropped:]
         return LogRecord(
             time_unix_nano=m.timestamp_ns or t_ns,
             observed_time_unix_nano=t_ns,
             severity_number=m.severity,  # type: ignore[arg-type]
             severity_text=semconv.SEVERITY_TEXT[m.severity],
-            body=AnyValue(string_value=self._text(m.body)),
+            body=AnyValue(string_value=m.body),  # the SDK limits attributes, not the body
             attributes=[_kv(k, v, self.max_length) for k, v in items if v is not None],
             dropped_attributes_count=dropped,
             trace_id=trace_id.to_bytes(16, "big") if trace_id else b"",
@@ -252,9 +256,6 @@ class Encoder:
             flags=1 if trace_id else 0,
             event_name=m.event_name,
         )
-
-    def _text(self, text: str) -> str:
-        return text if self.max_length is None else text[: self.max_length]
 
 
 # Most attributes repeat from event to event (run_id, host, role, state...): reuse

@@ -14,10 +14,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from torchelastic_otel import semconv
 from torchelastic_otel._version import __version__
 from torchelastic_otel.otel._ids import ForcedIds
+from torchelastic_otel.otel._upstream import wrap_id_generator
 from torchelastic_otel.otel.mapping import MappedEvent
 from torchelastic_otel.otel.sinks._base import Batches, SpanSink
 
@@ -94,7 +96,11 @@ def our_logs(resource: Resource, batches: Batches) -> LoggerSink:
 def our_spans(resource: Resource, batches: Batches) -> SpanSink:
     """A tracer of a provider of ours whose spans go to ``batches``, ids ours to force."""
     ids = ForcedIds()
-    provider = TracerProvider(resource=resource, id_generator=ids, shutdown_on_exit=False)
+    # Explicitly: left unset, the SDK reads OTEL_TRACES_SAMPLER, and this path would
+    # sample where the fast path keeps every span (settings warns about the variable).
+    provider = TracerProvider(
+        resource=resource, id_generator=ids, sampler=ALWAYS_ON, shutdown_on_exit=False
+    )
     provider.add_span_processor(_CollectSpans(batches))
     return SpanSink(provider.get_tracer(semconv.SCOPE, __version__), ids)
 
@@ -112,9 +118,4 @@ def application_spans(provider: Any) -> SpanSink:
     the spans every node derives, and replaces the SDK's seed-dependent default.
     """
     tracer = provider.get_tracer(semconv.SCOPE, __version__)
-    inner = getattr(tracer, "id_generator", None)
-    if inner is None:
-        return SpanSink(tracer, None)
-    ids = ForcedIds(inner)
-    tracer.id_generator = ids
-    return SpanSink(tracer, ids)
+    return SpanSink(tracer, wrap_id_generator(tracer, ForcedIds))
