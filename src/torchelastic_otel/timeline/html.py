@@ -712,8 +712,9 @@ def _job_section(job: JobTimeline, number: int) -> str:
             + _failures(job, index)
             + _alerts(job, index)
             + "<h2>Overview: every node in every round</h2>"
-            '<p class="hint">one cell per node (by rank), coloured by its outcome in the round; '
-            "click one to draw its lanes</p>"
+            '<p class="hint">one cell per node (by rank), coloured by its outcome in the round '
+            "(where nodes outnumber pixels, a cell per few neighbouring ranks shows the most "
+            "telling: failed, absent, unfinished, restarted); click one to draw its lanes</p>"
             '<div class="overview"></div>'
             "<h2>Lanes</h2>"
             '<div class="toolbar"><button class="whole">whole run</button>'
