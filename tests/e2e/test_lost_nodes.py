@@ -82,13 +82,11 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def _job(
-    collector: RealCollector, run_id: str, work: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
+def _job(endpoint: str, run_id: str, work: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCHELASTIC_"))}
     env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=collector.grpc_endpoint,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_METRICS_EXPORTER="none",
         OMP_NUM_THREADS="1",
         LOGLEVEL="INFO",  # the agents' logs say what they did, when a wait fails
@@ -129,17 +127,20 @@ def _job(
             log.close()
 
 
-def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple[str, Received]:
-    """A 3-node job in which node GOING leaves by ``how``; the run's data once in."""
+def run_with_a_node_going(endpoint: str, work_dir: Path, how: signal.Signals) -> str:
+    """A 3-node job (OTLP to ``endpoint``) in which node GOING leaves by ``how``.
+
+    Returns the run id once the survivors finished the job on two nodes.
+    """
     run_id = f"e2e-{how.name.lower()}-{uuid.uuid4().hex[:8]}"
-    work = tmp_path / run_id
+    work = work_dir / run_id
     work.mkdir()
 
     def seen() -> str:
         tails = [(work / f"agent-{i}.log").read_text(errors="replace")[-1500:] for i in range(3)]
         return f"steps {_steps(work)}\n" + "\n---\n".join(tails)
 
-    with _job(collector, run_id, work) as agents:
+    with _job(endpoint, run_id, work) as agents:
         all_three = {(r, 0) for r in range(NODES)}
         _wait(
             "three nodes training",
@@ -166,6 +167,12 @@ def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple
             agent.wait(120)
         codes = [a.returncode for a in survivors]
         assert codes == [0, 0], seen()
+    return run_id
+
+
+def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple[str, Received]:
+    """The job of :func:`run_with_a_node_going` through ``collector``, and its data."""
+    run_id = run_with_a_node_going(collector.grpc_endpoint, tmp_path, how)
 
     def arrived() -> bool:
         nodes = [
