@@ -656,8 +656,12 @@ def _json_line(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _timeline(json_path: Path, html: Path) -> tuple[float, int, int, float]:
-    """``torchelastic-otel timeline`` on the file: seconds, lines, HTML bytes, peak RSS (MiB)."""
+def _timeline(json_path: Path, html: Path) -> tuple[float, int, int, float, float]:
+    """``torchelastic-otel timeline`` on the file.
+
+    Returns its seconds, terminal lines, HTML bytes, peak RSS (MiB) and CPU seconds
+    (user + system: what a busy machine does not inflate as it does the seconds).
+    """
     started = time.monotonic()
     process = subprocess.Popen(
         [
@@ -695,7 +699,7 @@ def _timeline(json_path: Path, html: Path) -> tuple[float, int, int, float]:
         print(output.get("err", b"").decode(errors="replace")[-2000:], file=sys.stderr)
     lines = len(output.get("out", b"").decode(errors="replace").splitlines())
     size = html.stat().st_size if html.exists() else 0
-    return took, lines, size, usage.ru_maxrss / 1024
+    return took, lines, size, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def _draw_s(html: Path) -> float | None:
@@ -764,7 +768,7 @@ def run(
         measured = _measure(receiver, json_path)
         measure_s = time.monotonic() - measure_started
         sampler = _sampler_burst(receiver.traces, tmp_path) if collector_kind == "otelcol" else {}
-        timeline_s, lines, html_bytes, timeline_rss_mib = _timeline(
+        timeline_s, lines, html_bytes, timeline_rss_mib, timeline_cpu_s = _timeline(
             json_path, tmp_path / "timeline.html"
         )
         draw_s = _draw_s(tmp_path / "timeline.html")
@@ -796,6 +800,7 @@ def run(
         "metric_series_per_node": _mean(v[0] for v in measured.metric_exports.values()),
         "metric_bytes_per_export_per_node": _mean(v[1] for v in measured.metric_exports.values()),
         "timeline_s": round(timeline_s, 1),
+        "timeline_cpu_s": round(timeline_cpu_s, 1),
         "timeline_lines": lines,
         "timeline_html_bytes": html_bytes,
         "timeline_peak_rss_mib": round(timeline_rss_mib),
