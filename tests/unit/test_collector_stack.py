@@ -420,10 +420,11 @@ def test_a_shard_trace_fits_tempos_default_at_any_job_size() -> None:
     """
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
+    from torchelastic_otel.events import Event, RdzvEvent
     from torchelastic_otel.otel.settings import Settings
 
     with memory_pipeline() as m:
-        events = [
+        events: list[Event | RdzvEvent] = [
             rdzv_event(message="has joined round 1 as rank 7", rank=7),
             agent_event("RENDEZVOUS", duration_ms=12.0, group_rank=7),
         ]
