@@ -8,6 +8,7 @@ missing from the next round, a late joiner, a stalled rendezvous, 1,024 nodes.
 """
 
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -24,9 +25,10 @@ from rich.console import Console
 
 from tests.support.process import run_python
 from tests.support.timeline_synth import synth_job
-from torchelastic_otel import cli
+from torchelastic_otel import cli, otel
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.collector import free_port, wait_port
+from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otlp_data import (
     LogItem,
     OtlpFileError,
@@ -34,6 +36,7 @@ from torchelastic_otel.otlp_data import (
     read_otlp_json,
     write_otlp_json,
 )
+from torchelastic_otel.receiver import OtlpGrpcReceiver
 from torchelastic_otel.timeline.html import render_html
 from torchelastic_otel.timeline.model import (
     SUMMARY_NODES,
@@ -802,3 +805,49 @@ def test_cli_host_is_honoured(tmp_path: Path) -> None:
     assert code == 501, (code, proc.returncode, err[-3000:])  # GET: it answers, so it listens
     assert f"gRPC http://127.0.0.2:{grpc_port}" in err, err[-3000:]
     assert f"HTTP http://127.0.0.2:{http_port}" in err, err[-3000:]
+
+
+# --- a real agent's recorded stream, replayed as bench_scale.py does ---
+
+
+def _bench_scale() -> Any:
+    """benchmarks/bench_scale.py as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_scale", ROOT / "benchmarks" / "bench_scale.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_workers_counted_once_per_round_of_a_real_stream() -> None:
+    """Issue 20, defect 8: a real torch 2.13 agent's stream (2 nodes x 8 workers, 3
+    restarts, c10d), replayed through ``otel`` as bench_scale.py replays it (worker ids
+    rewritten, so they repeat from cycle to cycle): 16 workers in every round, 8 a node."""
+    bench = _bench_scale()
+    failing, peer, _ = bench.load(ROOT / "benchmarks" / "streams" / "c10d-2x8-r3", 8, 3)
+    t_base = time.time_ns() - 600_000_000_000
+    with OtlpGrpcReceiver() as receiver:
+        for node, stream in enumerate((failing, peer)):
+            pipeline = otel.Pipeline(
+                Settings(
+                    endpoint=receiver.endpoint,
+                    use_global_providers=False,
+                    metrics_exporters=("none",),
+                    schedule_delay_ms=10,
+                    resource_attributes={sc.HOST_NAME: f"node-{node:05d}.cluster"},
+                )
+            )
+            for offset, event in bench._rewrite(stream, node, 2, 8, "replayed", 0.0):
+                pipeline.submit(json.dumps(event), t_base + offset)
+            pipeline.shutdown(10_000)
+            assert not any(pipeline.drop_counts().values()), pipeline.drop_counts()
+        (job,) = build_timelines(receiver.received)
+    assert [c.round for c in job.cycles] == [0, 1, 2, 3]
+    assert [c.workers for c in job.cycles] == [16] * 4
+    for lane in job.nodes:
+        assert [len(p.workers) for p in lane.cycles] == [8] * 4, lane.title
+    assert job.workers == 16
+    assert not [n for n in job.notes if "disagree" in n], job.notes
+    assert "16 workers" in _text(job, summary=True)
