@@ -28,6 +28,7 @@ from tests.support.timeline_synth import synth_job
 from torchelastic_otel import cli, otel
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.collector import free_port, wait_port
+from torchelastic_otel.events import Event, EventSource
 from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otlp_data import (
     LogItem,
@@ -851,3 +852,99 @@ def test_workers_counted_once_per_round_of_a_real_stream() -> None:
     assert job.workers == 16
     assert not [n for n in job.notes if "disagree" in n], job.notes
     assert "16 workers" in _text(job, summary=True)
+
+
+# --- cycles keyed by restart counts that repeat (no round known) ---
+
+
+def _replay(nodes: dict[str, list[tuple[int, Event]]]) -> Received:
+    """Each host's events (time, event) through its own ``otel`` pipeline, into memory."""
+    with OtlpGrpcReceiver() as receiver:
+        for host, timed in nodes.items():
+            pipeline = otel.Pipeline(
+                Settings(
+                    endpoint=receiver.endpoint,
+                    use_global_providers=False,
+                    metrics_exporters=("none",),
+                    schedule_delay_ms=10,
+                    resource_attributes={sc.HOST_NAME: host},
+                )
+            )
+            for t_ns, event in timed:
+                pipeline.submit(event, t_ns)
+            pipeline.shutdown(10_000)
+            assert not any(pipeline.drop_counts().values()), pipeline.drop_counts()
+        return receiver.received
+
+
+def _agent(state: str, group_rank: int, **md: Any) -> Event:
+    return Event(
+        f"torchelastic.worker.status.{state}",
+        EventSource.AGENT,
+        metadata={"run_id": "peer-restarts", "group_rank": group_rank, "state": state, **md},
+    )
+
+
+def _worker(state: str, group_rank: int, global_rank: int, cycle: int, restarts: int) -> Event:
+    return Event(
+        f"torchelastic.worker.status.{state}",
+        EventSource.WORKER,
+        metadata={
+            "run_id": "peer-restarts",
+            "group_rank": group_rank,
+            "global_rank": global_rank,
+            "worker_id": str(10_000 + 10 * cycle + global_rank),
+            "state": state,
+            "agent_restarts": restarts,
+            "raw_error": '{"message": "RuntimeError: boom"}' if state == "FAILED" else None,
+            "metadata": json.dumps({"local_rank": [global_rank % 2]}),
+        },
+    )
+
+
+def _peer_restarted_job(failing_rank: int) -> Received:
+    """Two nodes, no rendezvous events, no cycle events: one node's worker fails three
+    times (restart counts 0, 1, 2, 3); the other is restarted by its peer each time and
+    its restart count stays 0 (keys 0, 0.1, 0.2, 0.3)."""
+    s = 1_000_000_000
+    base = time.time_ns() - 600 * s
+    nodes: dict[str, list[tuple[int, Event]]] = {}
+    for rank in (0, 1):
+        timed: list[tuple[int, Event]] = []
+        failing = rank == failing_rank
+        for cycle in range(4):
+            t = base + cycle * 10 * s
+            timed.append((t + s, _agent("RENDEZVOUS", rank, duration_ms=1000.0)))
+            restarts = cycle if failing else 0
+            for local in (0, 1):
+                timed.append(
+                    (t + s + s // 10, _worker("START", rank, 2 * rank + local, cycle, restarts))
+                )
+            if cycle < 3 and failing:
+                timed.append((t + 5 * s, _worker("FAILED", rank, 2 * rank, cycle, restarts)))
+            if cycle == 3:
+                for local in (0, 1):
+                    timed.append(
+                        (t + 8 * s, _worker("SUCCEEDED", rank, 2 * rank + local, 3, restarts))
+                    )
+                timed.append((t + 9 * s, _agent("SUCCEEDED", rank)))
+        nodes[f"node-{rank}"] = timed
+    return _replay(nodes)
+
+
+@pytest.mark.parametrize("failing_rank", [1, 0])
+def test_repeated_restart_keys_are_cycles_of_their_own(failing_rank: int) -> None:
+    """Issue 20, defect 3: a node restarted by its peer keys its cycles 0, 0.1, 0.2, 0.3;
+    they are not one cycle (and no "nodes disagree"): each joins the cycle of the failing
+    node it overlaps, whichever of the two is rank 0 (emits the roots)."""
+    (job,) = build_timelines(_peer_restarted_job(failing_rank))
+    assert [c.round for c in job.cycles] == [0, 1, 2, 3]
+    assert [len(c.parts) for c in job.cycles] == [2] * 4
+    assert [c.workers for c in job.cycles] == [4] * 4
+    assert [[n.rank for n in c.failed_nodes] for c in job.cycles] == [[failing_rank]] * 3 + [[]]
+    assert job.cycles[-1].outcome == "succeeded"
+    assert all(c.outcome_from_root for c in job.cycles)
+    assert not [n for n in job.notes if "disagree" in n], job.notes
+    assert [f.round for f in job.root_causes] == [0, 1, 2]
+    for lane in job.nodes:
+        assert [p.round for p in lane.cycles] == [0, 1, 2, 3], lane.title

@@ -39,6 +39,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.cycles import CycleKey
 from torchelastic_otel.otel.derived_ids import (
     cycle_node_span_id,
     cycle_parent_span_id,
@@ -636,8 +637,8 @@ class SpanStateMachine:
         run.rdzv_start_ns = None
         # A restart count can repeat on a node (a peer's restart does not count
         # here): ids must not, so a key seen before gets its occurrence appended.
-        seen = sum(1 for k, _ in run.cycles if k == key)
-        id_key: int | str = key if seen == 0 else f"{key}.{seen}"
+        cycle_key = CycleKey.on_node(key, (k for k, _ in run.cycles))
+        id_key = cycle_key.id_key
         attrs: dict[str, AttrValue] = {
             RUN_ID: run.run_id,
             RANK: rank,
@@ -646,8 +647,8 @@ class SpanStateMachine:
             **run.steps_ms,
             **run.settings,
         }
-        if seen:
-            attrs[sc.CYCLE_KEY] = str(id_key)
+        if cycle_key.repeated:
+            attrs[sc.CYCLE_KEY] = str(cycle_key)
         run.steps_ms = {}
         if rank != UNKNOWN_RANK:
             run.rank = rank
@@ -803,10 +804,8 @@ class SpanStateMachine:
 
     def _previous_id_key(self, run: _Run, id_key: int | str) -> int | str | None:
         """The id key of the cycle before ``id_key`` on this node (for the root's link)."""
-        keys: list[int | str] = []
-        for key, _ in run.cycles:
-            seen = sum(1 for k in keys if str(k).split(".", 1)[0] == str(key))
-            keys.append(key if seen == 0 else f"{key}.{seen}")
+        numbers = [key for key, _ in run.cycles]
+        keys = [CycleKey.on_node(n, numbers[:i]).id_key for i, n in enumerate(numbers)]
         if id_key in keys:
             i = keys.index(id_key)
             return keys[i - 1] if i > 0 else None
@@ -938,7 +937,9 @@ class SpanStateMachine:
         self._on_fact(Fact(kind, run.run_id, t_ns, attributes, value))
 
 
-_CYCLE_SETTINGS = frozenset({REMAINING_RESTARTS, MAX_RESTARTS, NODES, WORKERS})
+# What the cycle root copies from rank 0's part (its key, so that the timeline
+# places a root of a repeated restart count with its parts).
+_CYCLE_SETTINGS = frozenset({REMAINING_RESTARTS, MAX_RESTARTS, NODES, WORKERS, sc.CYCLE_KEY})
 
 
 def _context(trace_id: int, span_id: int) -> SpanContext:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.cycles import CycleKey
 from torchelastic_otel.otlp_data import LogItem, Received, SpanEventItem, SpanItem, read_otlp_json
 from torchelastic_otel.timeline.goodput import Goodput, working_times
 from torchelastic_otel.timeline.goodput import compute as compute_goodput
@@ -127,6 +128,20 @@ class NodeCycle:
     has_span: bool = True
     workers: list[Worker] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
+    key: CycleKey | None = None
+    """Which cycle this part is of: ``round`` and, for a restart count this node saw
+    before (``torchelastic.cycle.key``), its occurrence."""
+    matched: bool = False
+    """Keyed by a repeated restart count, placed in the cycle it overlaps in time."""
+
+    def __post_init__(self) -> None:
+        if self.key is None:
+            self.key = CycleKey(self.round)
+
+    @property
+    def cycle_key(self) -> CycleKey:
+        """:attr:`key`, set."""
+        return self.key if self.key is not None else CycleKey(self.round)
 
     @property
     def rendezvous_end_ns(self) -> int:
@@ -263,6 +278,13 @@ class Cycle:
     late: list[tuple[Node, float]] = field(default_factory=list)
     """Nodes that started their rendezvous ``LATE_JOIN_S`` or more after the median,
     with how late (s), latest first."""
+    key: CycleKey | None = None
+    """What keys it (``round`` unless a restart count repeated and matched nothing)."""
+
+    @property
+    def label(self) -> str:
+        """The cycle's name in the views: its round, or ``0.1`` for a repeated key."""
+        return str(self.key) if self.key is not None else str(self.round)
 
     @property
     def duration_s(self) -> float:
@@ -425,7 +447,7 @@ class _Builder:
         self.run_id = run_id
         self.nodes: dict[tuple[str, int, str], Node] = {}
         self.ranks: dict[str, Counter[int]] = defaultdict(Counter)
-        self.roots: dict[int, SpanItem] = {}
+        self.roots: dict[CycleKey, SpanItem] = {}
         self.job: SpanItem | None = None
         self.worker_spans: dict[str, tuple[Node, NodeCycle, Worker]] = {}
         self.from_spans: set[str] = set()  # span ids of the worker spans that arrived
@@ -468,9 +490,11 @@ class _Builder:
         for s in by_kind.pop(sc.CYCLE_SPAN, []):
             r = _int(s["attributes"].get(sc.ROUND))
             inferred = bool(s["attributes"].get(sc.INFERRED))
-            if r is not None and not (inferred and r in self.roots):
-                self.roots[r] = s
-                self.round_of_trace[s["trace_id"]] = r
+            key = CycleKey.parse(s["attributes"].get(sc.CYCLE_KEY))
+            key = key or (CycleKey(r) if r is not None else None)
+            if key is not None and not (inferred and key in self.roots):
+                self.roots[key] = s
+                self.round_of_trace[s["trace_id"]] = key.number
         for s in by_kind.pop(sc.CYCLE_NODE_SPAN, []):
             if s["attributes"].get(sc.INFERRED):
                 self.inferred.append(s)
@@ -481,6 +505,7 @@ class _Builder:
             self.add_worker_span(s)
         for s in by_kind.pop(sc.RENDEZVOUS_SPAN, []):
             self.add_attempt_span(s)
+        self.match_repeated_keys()
         # Shard roots are structure only: the cycle root speaks for the cycle.
         by_kind.pop(sc.CYCLE_SHARD_SPAN, None)
         by_kind.pop(sc.NODES_SHARD_SPAN, None)
@@ -528,6 +553,7 @@ class _Builder:
             trace_id=s["trace_id"],
             span_id=s["span_id"],
             attributes=a,
+            key=CycleKey.parse(a.get(sc.CYCLE_KEY)),
         )
         if part.rank >= 0:
             self.ranks[node.key][part.rank] += 1
@@ -566,6 +592,33 @@ class _Builder:
         # A worker's records name its node's part: the part and its rank find it.
         self.worker_spans[f"{span_id}/{worker.global_rank}"] = (node, part, worker)
         self.from_spans.add(span_id)
+
+    def match_repeated_keys(self) -> None:
+        """Parts keyed by a restart count their node saw before (``0.1``: no round was
+        known, a peer restarted the node) join the cycle whose other nodes' parts they
+        overlap most in time: restart counts differ from node to node, time does not.
+        Parts that overlap nothing stay cycles of their own, never merged by number."""
+        parts = [(n, p) for n in self.nodes.values() for p in n.cycles]
+        firm = [(n, p) for n, p in parts if not p.cycle_key.repeated]
+        moved: dict[str, CycleKey] = {}
+        for node, part in parts:
+            if not part.cycle_key.repeated:
+                continue
+            overlap: Counter[CycleKey] = Counter()
+            for other, q in firm:
+                both = min(part.end_ns, q.end_ns) - max(part.start_ns, q.start_ns)
+                if other is not node and both > 0:
+                    overlap[q.cycle_key] += both
+            if not overlap:
+                continue
+            key = overlap.most_common(1)[0][0]
+            part.key, part.round, part.matched = key, key.number, True
+            moved[part.trace_id] = key
+            self.round_of_trace[part.trace_id] = key.number
+        for key, root in list(self.roots.items()):
+            if key.repeated and root["trace_id"] in moved:
+                del self.roots[key]
+                self.roots.setdefault(moved[root["trace_id"]], root)
 
     def lost_node(self, node_id: str, host: str) -> Node:
         """The node torch's rendezvous calls ``node_id`` (``<host>_<pid>_<n>``): the one
@@ -617,7 +670,8 @@ class _Builder:
 
     def part_for(self, node: Node, round_: int, t_ns: int, trace_id: str) -> NodeCycle:
         """The node's part in ``round_``, made up (from records) when its span is missing."""
-        part = node.cycle(round_)
+        part = next((c for c in node.cycles if trace_id and c.trace_id == trace_id), None)
+        part = part or node.cycle(round_)
         if part is None:
             part = NodeCycle(
                 round=round_,
@@ -1028,14 +1082,14 @@ class _Builder:
                     w.killed = (part.round, w.global_rank) in killed
 
     def cycles(self, nodes: list[Node]) -> list[Cycle]:
-        parts: dict[int, list[tuple[Node, NodeCycle]]] = defaultdict(list)
+        parts: dict[CycleKey, list[tuple[Node, NodeCycle]]] = defaultdict(list)
         for node in nodes:
             for part in node.cycles:
-                parts[part.round].append((node, part))
+                parts[part.cycle_key].append((node, part))
         out = []
-        for round_ in sorted(set(parts) | set(self.roots)):
-            members = parts.get(round_, [])
-            root = self.roots.get(round_)
+        for key in sorted(set(parts) | set(self.roots)):
+            members = parts.get(key, [])
+            root = self.roots.get(key)
             starts = [p.start_ns for _, p in members]
             ends = [p.end_ns for _, p in members]
             if root is not None:
@@ -1062,7 +1116,8 @@ class _Builder:
 
             outcome = str(settings.get(sc.OUTCOME, "")) or _outcome([p for _, p in members])
             cycle = Cycle(
-                round=round_,
+                round=key.number,
+                key=key,
                 start_ns=min(starts),
                 end_ns=max(ends),
                 outcome=outcome,
@@ -1119,7 +1174,13 @@ class _Builder:
                 "first; not a failure of the job"
             )
         for cycle in cycles:
-            if len(cycle.trace_ids) > 1:
+            if any(p.matched for _, p in cycle.parts):
+                notes.append(
+                    f"round {cycle.label}: no rendezvous round known; the parts of nodes "
+                    "restarted by a peer (their restart count repeated) were matched to it "
+                    "by time"
+                )
+            elif len(cycle.trace_ids) > 1:
                 notes.append(
                     f"round {cycle.round}: {len(cycle.trace_ids)} trace ids "
                     "(nodes disagree on the cycle: rendezvous events or cycle events missing?)"

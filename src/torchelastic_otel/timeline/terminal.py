@@ -170,7 +170,7 @@ def _cycle_row(job: JobTimeline, scale: _Scale) -> _Row:
         first, last = row.bar(cycle.start_ns, end, "━", style)
         if i + 1 < len(cycles) and last > first and scale.col(cycles[i + 1].start_ns) == last:
             last -= 1
-        row.write(first, f"{cycle.round}", f"bold {style}", last - first)
+        row.write(first, cycle.label, f"bold {style}", last - first)
         row.put(last, _OUTCOME_MARK.get(cycle.outcome, "?"), f"bold {style}")
     return row
 
@@ -330,7 +330,7 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         outcome = Text(c.outcome, style=_OUTCOME_STYLE.get(c.outcome, ""))
         if not c.outcome_from_root:
             outcome.append("*", style="bold yellow")
-        cells: list[str | Text] = [str(c.round)]
+        cells: list[str | Text] = [c.label]
         if start_column:
             cells.append(f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s")
         cells += [
