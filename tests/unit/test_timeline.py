@@ -117,6 +117,30 @@ def test_model_of_a_real_job(received: Received) -> None:
     assert not job.large
 
 
+def test_restarts_left_is_the_lowest_of_the_nodes_and_names_the_node(
+    received: Received,
+) -> None:
+    """Issue 20, defect 7: after rank 1's worker failed, rank 1's agent has 0 restarts
+    left and rank 0's (restarted by its peer) still 1; the cycle root is rank 0's and
+    says 1. The job's budget is the lowest: 0, on rank 1."""
+    (job,) = build_timelines(received)
+    second = job.cycles[1]
+    root_says = second.parts[0][1].attributes[sc.REMAINING_RESTARTS]
+    parts = sorted((n.rank, p.remaining_restarts) for n, p in second.parts)
+    assert (root_says, parts) == (1, [(0, 1), (1, 0)])  # the data: rank 1 has 0 left
+    assert (second.remaining_restarts, second.max_restarts) == (0, 1)
+    assert [n.rank for n in second.closest] == [1]
+    assert job.cycles[0].closest == []  # the nodes agree: nobody is named
+    for summary in (True, False):
+        text = _text(job, width=200, summary=summary)
+        assert "restarts left: 0 of 1 in round 1, on rank 1 vm: closest to its limit" in text
+    table = _text(job, width=200, summary=True)
+    assert re.search(r"succeeded\s+2\s+4\s+0/1\s", table), table
+    assert re.search(r"restarted\s+2\s+4\s+1/1\s", table), table
+    page = render_html([job])
+    assert '<td class="num">0/1</td>' in page or ">0/1<" in page
+
+
 def test_terminal_shows_cycles_lanes_and_failures(received: Received) -> None:
     text = _text(build_timelines(received)[0])
     for needle in (

@@ -280,6 +280,9 @@ class Cycle:
     with how late (s), latest first."""
     key: CycleKey | None = None
     """What keys it (``round`` unless a restart count repeated and matched nothing)."""
+    closest: list[Node] = field(default_factory=list)
+    """The nodes with the fewest restarts left (``remaining_restarts``), when the nodes
+    disagree: the next failure on one of them ends the job."""
 
     @property
     def label(self) -> str:
@@ -1109,12 +1112,10 @@ class _Builder:
                 known = [getattr(p, attr) for _, p in members if getattr(p, attr) is not None]
                 if not known:
                     return None
-                if key == sc.REMAINING_RESTARTS:
-                    # Nodes restarted by a peer keep their budget: the lowest is the job's.
-                    return int(min(known))
                 return int(Counter(known).most_common(1)[0][0])
 
             outcome = str(settings.get(sc.OUTCOME, "")) or _outcome([p for _, p in members])
+            remaining, closest = _budget(members)
             cycle = Cycle(
                 round=key.number,
                 key=key,
@@ -1123,7 +1124,12 @@ class _Builder:
                 outcome=outcome,
                 outcome_from_root=root is not None,
                 parts=members,
-                remaining_restarts=setting(sc.REMAINING_RESTARTS, "remaining_restarts"),
+                remaining_restarts=(
+                    remaining
+                    if remaining is not None
+                    else setting(sc.REMAINING_RESTARTS, "remaining_restarts")
+                ),
+                closest=closest,
                 max_restarts=setting(sc.MAX_RESTARTS, "max_restarts"),
                 nodes_expected=setting(sc.NODES, "nodes"),
                 workers_expected=setting(sc.WORKERS, "workers_expected"),
@@ -1224,6 +1230,27 @@ def _close_record_part(part: NodeCycle, t_ns: int, open_workers: dict[str, Worke
     part.unfinished = False
     if part.outcome == sc.OUTCOME_UNFINISHED:
         part.outcome = sc.OUTCOME_RESTARTED
+
+
+def _budget(members: list[tuple[Node, NodeCycle]]) -> tuple[int | None, list[Node]]:
+    """The job's restarts left in a cycle: the lowest of its nodes' own, and the nodes
+    that have that few when the others have more.
+
+    A node spends its budget only on its own workers' failures (a node restarted by a
+    peer spends none), and the job ends when any node's budget is spent: the cycle
+    root's value is rank 0's alone.
+    """
+    known = [(p.remaining_restarts, n) for n, p in members if p.remaining_restarts is not None]
+    if not known:
+        return None, []
+    lowest = min(r for r, _ in known)
+    if all(r == lowest for r, _ in known):
+        return lowest, []
+    return lowest, sorted({id(n): n for r, n in known if r == lowest}.values(), key=_by_rank)
+
+
+def _by_rank(node: Node) -> tuple[bool, int, str]:
+    return (node.rank < 0, node.rank, node.key)
 
 
 def _outcome(parts: list[NodeCycle]) -> str:

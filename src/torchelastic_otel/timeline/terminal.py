@@ -243,6 +243,9 @@ def _header(job: JobTimeline) -> list[RenderableType]:
     lines: list[RenderableType] = [Text(" · ".join(parts), style="bold")]
     if job.goodput is not None and job.goodput.wall_s > 0:
         lines.append(Text(goodput.describe(job.goodput, LIST_CAP)))
+    budget = _budget(job)
+    if budget:
+        lines.append(Text(budget))
     lines.append(
         Text(
             f"run trace {job.trace_id or '?'}  ·  {job.records:,} records, {job.spans:,} spans",
@@ -250,6 +253,21 @@ def _header(job: JobTimeline) -> list[RenderableType]:
         )
     )
     return lines
+
+
+def _budget(job: JobTimeline) -> str:
+    """The job's restarts left after its last cycle: its nodes' lowest, and where."""
+    cycle = next((c for c in reversed(job.cycles) if c.remaining_restarts is not None), None)
+    if cycle is None:
+        return ""
+    allowed = f" of {cycle.max_restarts}" if cycle.max_restarts is not None else ""
+    text = f"restarts left: {cycle.remaining_restarts}{allowed} in round {cycle.label}"
+    if cycle.closest:
+        text += (
+            f", on {_capped([n.short for n in cycle.closest])}: closest to its limit "
+            "(the others have more: a node restarted by a peer spends none of its own)"
+        )
+    return text
 
 
 def _at(job: JobTimeline, t_ns: int) -> str:
@@ -307,7 +325,8 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
             max_width=max(8, width - 92) if last else None,
         )
     table.caption = (
-        "nodes, workers: joined (/expected when fewer) · restarts: left/allowed · "
+        "nodes, workers: joined (/expected when fewer) · restarts: left/allowed on the node "
+        "closest to its limit · "
         "rdzv: the nodes' rendezvous durations"
         + (", slowest node" if slowest_column else "")
         + " · up: from the first rendezvous start until every node's workers were started"
