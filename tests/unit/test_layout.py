@@ -3,6 +3,8 @@
 * ``events/`` is the torch mirror: it imports nothing else of the package.
 * No module of the package is part of an import cycle (every ``import``, lazy
   ones inside functions included).
+* The cycle key and the reading of torch's messages are shared by the exporter and
+  the timeline, in modules without OpenTelemetry.
 * The wheel carries the package and its LICENSE, no test helpers, and its
   required dependencies are only what an agent needs.
 """
@@ -115,6 +117,39 @@ def test_no_module_is_part_of_an_import_cycle() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
     assert _cycles({"a": {"a"}}) == [["a"]]
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """The top-level names of what ``path`` imports from outside the package."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out - {PACKAGE}
+
+
+def test_the_cycle_key_and_torchs_messages_are_taught_once() -> None:
+    """The exporter and the timeline share one cycle-key type and one reading of
+    torch's messages, in modules without OpenTelemetry (the viewer stays light)."""
+    modules = _modules()
+    graph = _graph()
+    shared = {f"{PACKAGE}.cycles", f"{PACKAGE}.torch_messages"}
+    for name in shared:
+        assert graph[name] <= {f"{PACKAGE}.semconv"}, graph[name]
+        assert _third_party_imports(modules[name]) <= set(sys.stdlib_module_names)
+    for user in (f"{PACKAGE}.otel.spans", f"{PACKAGE}.timeline.build"):
+        assert shared <= graph[user], (user, graph[user])
+    assert f"{PACKAGE}.torch_messages" in graph[f"{PACKAGE}.otel._chatter"]
+    # semconv's RDZV_* names (torch's sentences) are read in torch_messages alone.
+    readers = set()
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            ident = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+            if isinstance(ident, str) and ident.startswith("RDZV_"):
+                readers.add(name)
+    assert readers == {f"{PACKAGE}.semconv", f"{PACKAGE}.torch_messages"}
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ record of every event names the span it belongs to.
 Driven by one thread (the export worker), so it needs no locks.
 """
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,8 +86,6 @@ from torchelastic_otel.semconv import (
     OUTCOME_SUCCEEDED,
     OUTCOME_UNFINISHED,
     RANK,
-    RDZV_JOINED_PATTERN,
-    RDZV_NEXT_RENDEZVOUS,
     REMAINING_RESTARTS,
     RENDEZVOUS_DURATION_MS,
     RENDEZVOUS_SPAN,
@@ -110,11 +107,8 @@ from torchelastic_otel.semconv import (
     WORKER_ID,
     WORKERS,
 )
+from torchelastic_otel.torch_messages import got_signal, is_next_rendezvous, joined_round
 
-_JOINED = re.compile(RDZV_JOINED_PATTERN)
-# torch's SignalException: "Process 1234 got signal: 15".
-_GOT_SIGNAL = re.compile(r"SignalException\b.*?got signal: (\d+)")
-_SIGNAL_NUMBER = re.compile(r"got signal: (\d+)")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A span's status message is for the eye; the whole error stays on its log record.
 _MAX_STATUS = 256
@@ -314,7 +308,7 @@ class SpanStateMachine:
 
     def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> tuple[int, int]:
         name = str(m.attributes.get(NAME, m.event_name))
-        joining = name.endswith(RDZV_NEXT_RENDEZVOUS)
+        joining = is_next_rendezvous(name)
         if m.node_state == STATE_FAILED:
             if run.rdzv_start_ns is not None and run.cycle is None:
                 error = m.exception.get(EXCEPTION_MESSAGE) or m.body
@@ -323,10 +317,10 @@ class SpanStateMachine:
             return self._here(run)
         if not joining:
             return self._here(run)
-        found = _JOINED.search(m.body)
-        if found and is_int64(int(found.group(1))) and m.rank != UNKNOWN_RANK:
+        round_ = joined_round(m.body)
+        if round_ is not None and is_int64(round_) and m.rank != UNKNOWN_RANK:
             # "has joined round N ... as rank R": the cycle N starts here.
-            self._open_cycle(run, int(found.group(1)), True, m.rank, t_ns)
+            self._open_cycle(run, round_, True, m.rank, t_ns)
         elif run.rdzv_start_ns is None and (run.cycle is None or run.cycle.started_workers):
             # A new attempt to join: the cycle this node was in is over.
             if run.cycle is not None:
@@ -954,10 +948,10 @@ def _signal_of(m: MappedEvent) -> str:
     """The signal of torch's ``SignalException`` in an agent's FAILED event, else ``""``."""
     typed = m.exception.get(EXCEPTION_TYPE, "").endswith("SignalException")
     text = m.exception.get(EXCEPTION_MESSAGE, "") or m.exception.get(sc.EXCEPTION_STACKTRACE, "")
-    found = (_SIGNAL_NUMBER if typed else _GOT_SIGNAL).search(text)
-    if found is None:
+    number = got_signal(text, typed)
+    if number is None:
         return "SIGTERM" if typed else ""
-    return sc.describe_exit(-int(found.group(1)))[1] or f"signal {found.group(1)}"
+    return sc.describe_exit(-number)[1] or f"signal {number}"
 
 
 def _duration_ns(m: MappedEvent) -> int:
