@@ -4,7 +4,8 @@ The public face of the timeline's model, split by job into small modules:
 
 * timeline/job.py: the model itself (:class:`JobTimeline`, :class:`Cycle`,
   :class:`Node`, :class:`NodeCycle`, :class:`Worker`, :class:`Failure`...);
-* timeline/build.py: :func:`build_timelines`, from spans and records;
+* timeline/build.py: :func:`build_timelines`, which reads spans (from_spans.py) and
+  records (from_records.py) into a run's state (state.py) and makes the job of them;
 * timeline/diagnose.py: what to tell a reader (root causes, missing nodes, the node
   closest to its restart limit, notes on gaps in the data);
 * timeline/watch.py: :class:`RendezvousWatch`, the live ``--listen`` watch;
