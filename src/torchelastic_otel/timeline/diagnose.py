@@ -15,7 +15,16 @@ from typing import Any
 
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.otlp_data import LogItem, SpanItem
-from torchelastic_otel.timeline.job import NS, SILENT_S, Cycle, Failure, Missing, Node, NodeCycle
+from torchelastic_otel.timeline.job import (
+    NS,
+    SILENT_S,
+    Cycle,
+    Failure,
+    JobTimeline,
+    Missing,
+    Node,
+    NodeCycle,
+)
 from torchelastic_otel.torch_messages import got_signal
 
 
@@ -186,6 +195,25 @@ def budget(members: list[tuple[Node, NodeCycle]]) -> tuple[int | None, list[Node
     if all(r == lowest for r, _ in known):
         return lowest, []
     return lowest, sorted({id(n): n for r, n in known if r == lowest}.values(), key=by_rank)
+
+
+def restart_budget(job: JobTimeline, cap: int = 5) -> str:
+    """The job's restarts left after its last cycle, in words: its nodes' lowest, and
+    which node has that few when the others have more (``""``: not known).
+
+    ``restarts left: 0 of 1 in round 1, on rank 1 vm: closest to its limit (...)``
+    """
+    cycle = next((c for c in reversed(job.cycles) if c.remaining_restarts is not None), None)
+    if cycle is None:
+        return ""
+    allowed = f" of {cycle.max_restarts}" if cycle.max_restarts is not None else ""
+    text = f"restarts left: {cycle.remaining_restarts}{allowed} in round {cycle.label}"
+    if cycle.closest:
+        text += (
+            f", on {_some((n.short for n in cycle.closest), cap)}: closest to its limit "
+            "(the others have more: a node restarted by a peer spends none of its own)"
+        )
+    return text
 
 
 def by_rank(node: Node) -> tuple[bool, int, str]:

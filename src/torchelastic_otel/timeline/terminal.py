@@ -23,6 +23,7 @@ from rich.text import Text
 
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline import goodput
+from torchelastic_otel.timeline.diagnose import restart_budget
 from torchelastic_otel.timeline.model import (
     LATE_JOIN_S,
     Attempt,
@@ -243,7 +244,7 @@ def _header(job: JobTimeline) -> list[RenderableType]:
     lines: list[RenderableType] = [Text(" · ".join(parts), style="bold")]
     if job.goodput is not None and job.goodput.wall_s > 0:
         lines.append(Text(goodput.describe(job.goodput, LIST_CAP)))
-    budget = _budget(job)
+    budget = restart_budget(job)
     if budget:
         lines.append(Text(budget))
     lines.append(
@@ -253,21 +254,6 @@ def _header(job: JobTimeline) -> list[RenderableType]:
         )
     )
     return lines
-
-
-def _budget(job: JobTimeline) -> str:
-    """The job's restarts left after its last cycle: its nodes' lowest, and where."""
-    cycle = next((c for c in reversed(job.cycles) if c.remaining_restarts is not None), None)
-    if cycle is None:
-        return ""
-    allowed = f" of {cycle.max_restarts}" if cycle.max_restarts is not None else ""
-    text = f"restarts left: {cycle.remaining_restarts}{allowed} in round {cycle.label}"
-    if cycle.closest:
-        text += (
-            f", on {_capped([n.short for n in cycle.closest])}: closest to its limit "
-            "(the others have more: a node restarted by a peer spends none of its own)"
-        )
-    return text
 
 
 def _at(job: JobTimeline, t_ns: int) -> str:
