@@ -972,3 +972,17 @@ def test_repeated_restart_keys_are_cycles_of_their_own(failing_rank: int) -> Non
     assert [f.round for f in job.root_causes] == [0, 1, 2]
     for lane in job.nodes:
         assert [p.round for p in lane.cycles] == [0, 1, 2, 3], lane.title
+
+
+@pytest.mark.parametrize("failing_rank", [1, 0])
+def test_repeated_restart_keys_from_records_alone(failing_rank: int) -> None:
+    """The same, with the restarted node's spans lost (records only): its records name
+    their part's trace, so its cycles 0.1-0.3 do not pile into cycle 0."""
+    received = _peer_restarted_job(failing_rank)
+    healthy = f"node-{1 - failing_rank}"
+    received.spans[:] = [s for s in received.spans if s["resource"][sc.HOST_NAME] != healthy]
+    (job,) = build_timelines(received)
+    assert [(c.round, len(c.parts), c.workers) for c in job.cycles] == [(r, 2, 4) for r in range(4)]
+    assert [f.round for f in job.root_causes] == [0, 1, 2]
+    (restarted,) = job.node(healthy)
+    assert [len(p.workers) for p in restarted.cycles] == [2] * 4

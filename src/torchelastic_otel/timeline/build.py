@@ -71,6 +71,8 @@ class _Builder(SpanReader, RecordReader):
     def build(self, logs: list[LogItem], spans: list[SpanItem]) -> JobTimeline:
         other = self.add_spans(spans)
         self.add_logs(logs)
+        # Parts made up from records alone may have a repeated key too.
+        self.match_repeated_keys()
         self.add_lost()
         return self.finish(logs, spans, other)
 

@@ -160,10 +160,13 @@ class RecordReader(BuildState):
             return current
         a = log["attributes"]
         t = log["time_unix_nano"]
-        round_ = self.round_of_trace.get(log["trace_id"])
+        trace = log["trace_id"]
+        round_ = self.round_of_trace.get(trace)
         part = current
         if round_ is not None and (part is None or part.round != round_):
-            part = self.part_for(node, round_, t, log["trace_id"])
+            part = self.part_for(node, round_, t, trace)
+        if part is not None and trace and part.trace_id and part.trace_id != trace:
+            part = None  # the record names another cycle (its part's trace)
         if part is None:
             restarts = as_int(a.get(sc.AGENT_RESTARTS))
             part = self.part_for(node, restarts or 0, t, log["trace_id"])

@@ -57,9 +57,17 @@ class BuildState:
         return node
 
     def part_for(self, node: Node, round_: int, t_ns: int, trace_id: str) -> NodeCycle:
-        """The node's part in ``round_``, made up (from records) when its span is missing."""
+        """The node's part in ``round_`` (its trace's, first), made up (from records) when
+        its span is missing.
+
+        The same number in another trace of this node is a restart count seen before (no
+        round known): a cycle of its own, keyed as the exporter keys it (``0.1``).
+        """
         part = next((c for c in node.cycles if trace_id and c.trace_id == trace_id), None)
-        part = part or node.cycle(round_)
+        if part is None:
+            part = node.cycle(round_)
+            if part is not None and trace_id and part.trace_id and part.trace_id != trace_id:
+                part = None
         if part is None:
             part = NodeCycle(
                 round=round_,
@@ -70,6 +78,7 @@ class BuildState:
                 unfinished=True,
                 trace_id=trace_id,
                 has_span=False,
+                key=CycleKey.on_node(round_, (c.round for c in node.cycles)),
             )
             node.cycles.append(part)
         return part
