@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 STREAMS = Path(__file__).with_name("streams")
-PARALLEL = 4
+PROCESSES = 4  # replaying processes
+WINDOW = 4  # pipelines open at once in each
 KEEP_ALIVE_PERIOD_NS = 5_000_000_000
 
 
@@ -242,6 +243,7 @@ class RawReceiver:
 
 # --- the collector ---
 
+# The gateway's work: otel-collector/config.yaml's processors, OTLP/gRPC in.
 _OTELCOL_CONFIG = """
 receivers:
   otlp:
@@ -290,6 +292,49 @@ class Collector:
         return cpu_s, 0.0
 
 
+# The sampler tier of otel-collector/kubernetes/collector-sampler.yaml: the same
+# policies, decisions after DECISION_WAIT (the manifest's 30 s; shorter here, as the
+# burst arrives within seconds either way), into the sink.
+_SAMPLER_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:${env:HTTP_PORT}"}
+extensions:
+  health_check: {endpoint: "127.0.0.1:${env:HEALTH_PORT}"}
+processors:
+  memory_limiter: {check_interval: 1s, limit_percentage: 80, spike_limit_percentage: 20}
+  tail_sampling:
+    decision_wait: ${env:DECISION_WAIT}
+    num_traces: 50000
+    expected_new_traces_per_sec: 50
+    decision_cache: {sampled_cache_size: 200000, non_sampled_cache_size: 200000}
+    policies:
+      - name: torchelastic-cycles
+        type: string_attribute
+        string_attribute: {key: run_id, values: [".+"], enabled_regex_matching: true}
+      - name: errors
+        type: status_code
+        status_code: {status_codes: [ERROR]}
+      - name: some-of-the-rest
+        type: probabilistic
+        probabilistic: {sampling_percentage: 10}
+  batch: {send_batch_size: 1024, send_batch_max_size: 4096, timeout: 1s}
+exporters:
+  otlp_http: {endpoint: "${env:SINK}", compression: none}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics: {level: none}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, tail_sampling, batch]
+      exporters: [otlp_http]
+"""
+DECISION_WAIT_S = 10
+
+
 @contextlib.contextmanager
 def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
     """rotel, or ``otelcol-torchelastic`` (built by ``make collector``), into ``sink``."""
@@ -299,6 +344,16 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
         with run_rotel(sink, tmp) as rotel:
             yield Collector(rotel.grpc_endpoint)
         return
+    from torchelastic_otel.demo.collector import free_port
+
+    grpc = free_port()
+    with _otelcol(_OTELCOL_CONFIG, {"GRPC_PORT": str(grpc), "SINK": sink}, tmp, "gateway") as pid:
+        yield Collector(f"http://127.0.0.1:{grpc}", pid)
+
+
+@contextlib.contextmanager
+def _otelcol(config_text: str, env: dict[str, str], tmp: Path, name: str) -> Iterator[int]:
+    """``otelcol-torchelastic`` on ``config_text``, healthy; yields its pid."""
     import urllib.request
 
     from torchelastic_otel.demo.collector import free_port
@@ -309,13 +364,16 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
     binary = cache / "bin" / "otelcol-torchelastic"
     if not os.access(binary, os.X_OK):
         raise SystemExit(f"{binary} is not built: run `make collector` first")
-    config = tmp / "otelcol.yaml"
-    config.write_text(_OTELCOL_CONFIG)
-    grpc, health = free_port(), free_port()
-    env = {**os.environ, "GRPC_PORT": str(grpc), "HEALTH_PORT": str(health), "SINK": sink}
-    log = (tmp / "otelcol.log").open("wb")
+    config = tmp / f"otelcol-{name}.yaml"
+    config.write_text(config_text)
+    health = free_port()
+    log_path = tmp / f"otelcol-{name}.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(binary), f"--config={config}"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(binary), f"--config={config}"],
+        env={**os.environ, **env, "HEALTH_PORT": str(health)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30
@@ -325,9 +383,9 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit((tmp / "otelcol.log").read_text()[-2000:]) from None
+                    raise SystemExit(log_path.read_text()[-2000:]) from None
                 time.sleep(0.1)
-        yield Collector(f"http://127.0.0.1:{grpc}", process.pid)
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -338,12 +396,102 @@ def collector(kind: str, sink: str, tmp: Path) -> Iterator[Collector]:
         log.close()
 
 
-# --- one simulated node ---
+def _sampler_burst(traces: list[bytes], tmp: Path) -> dict[str, float]:
+    """The sampler tier under a burst: every trace request of the job at once.
+
+    In the replay, nodes follow one another over minutes, so a cycle's spans
+    trickle in; in a job they arrive within the seconds of a rendezvous, and a
+    sampler holds each trace for ``decision_wait`` before deciding. Here the spans
+    of all cycles (what the collector forwarded, as it batched them) are posted as
+    fast as two threads can to a sampler, and its CPU time and peak memory are read
+    once everything has come out again (or ``DECISION_WAIT_S`` + 120 s passed).
+    """
+    import urllib.request
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from torchelastic_otel.demo.collector import free_port
+
+    def spans_in(raw: bytes) -> int:
+        request = ExportTraceServiceRequest.FromString(raw)
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+    sent = sum(spans_in(raw) for raw in traces)
+    sink = RawReceiver()
+    port = free_port()
+    env = {"HTTP_PORT": str(port), "SINK": sink.endpoint, "DECISION_WAIT": f"{DECISION_WAIT_S}s"}
+    try:
+        with _otelcol(_SAMPLER_CONFIG, env, tmp, "sampler") as pid:
+            running = Collector("", pid)
+            url = f"http://127.0.0.1:{port}/v1/traces"
+
+            def post(chunk: list[bytes]) -> None:
+                for raw in chunk:
+                    request = urllib.request.Request(
+                        url, data=raw, headers={"Content-Type": "application/x-protobuf"}
+                    )
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        response.read()
+
+            started = time.monotonic()
+            posters = [threading.Thread(target=post, args=(traces[i::2],)) for i in range(2)]
+            for poster in posters:
+                poster.start()
+            for poster in posters:
+                poster.join()
+            posted_s = time.monotonic() - started
+            deadline = time.monotonic() + DECISION_WAIT_S + 120
+            out = counted = 0
+            while out < sent and time.monotonic() < deadline:
+                time.sleep(1)
+                with sink.lock:
+                    new = sink.traces[counted:]
+                counted += len(new)
+                out += sum(spans_in(raw) for raw in new)
+            cpu_s, rss_mib = running.usage()
+    finally:
+        sink.close()
+    return {
+        "sampler_spans_in": sent,
+        "sampler_spans_out": out,
+        "sampler_posted_s": round(posted_s, 1),
+        "sampler_cpu_s": round(cpu_s, 2),
+        "sampler_peak_rss_mib": round(rss_mib),
+    }
 
 
-def _node_process(
-    stream: Stream,
-    node: int,
+# --- the simulated nodes ---
+
+
+def _node_pipeline(node: int, endpoint: str) -> Any:
+    """Node ``node``'s own pipeline: its own resource, as its agent process would have.
+
+    ``service.instance.id`` is new per pipeline; ``host.name`` and ``process.pid``
+    are the node's (the pid its rendezvous events carry), not the replaying
+    process's, so that nodes sharing a process stay distinct everywhere.
+    """
+    from torchelastic_otel.otel import Pipeline, settings
+
+    return Pipeline(
+        settings.from_env().with_overrides(
+            endpoint=endpoint,
+            resource_attributes={
+                "host.name": f"node-{node:05d}.cluster",
+                "process.pid": 1000 + node,
+            },
+            service_name="bench-scale",
+            schedule_delay_ms=1000,
+            use_global_providers=False,
+        )
+    )
+
+
+def _replay_nodes(
+    failing: Stream,
+    peer: Stream,
+    chunk: range,
     nodes: int,
     workers: int,
     run_id: str,
@@ -351,58 +499,70 @@ def _node_process(
     endpoint: str,
     t_base: int,
 ) -> None:
-    """In a forked child: this node's pipeline, its events, its exit."""
-    from torchelastic_otel import otel
-    from torchelastic_otel.otel import _pipeline
+    """In a forked child: the nodes of ``chunk``, each through a pipeline of its own.
 
-    otel.configure(
-        endpoint=endpoint,
-        resource_attributes={"host.name": f"node-{node:05d}.cluster"},
-        service_name="bench-scale",
-        schedule_delay_ms=1000,
-        use_global_providers=False,
-    )
-    pipeline = _pipeline.current()
-    for offset, event in _rewrite(stream, node, nodes, workers, run_id, hours):
-        # The recorded time, not now: spans and summaries follow the recording.
-        pipeline.submit(json.dumps(event), t_base + offset)
-    pipeline.shutdown(10_000)
-    counts = pipeline.drop_counts()
-    lost = {k: v for k, v in counts.items() if v}
-    if lost:
-        print(f"node {node}: lost {lost}", file=sys.stderr)
-    os._exit(0)
+    One process replays many nodes (an agent's export thread is a small share of a
+    core, and a process per node spent most of its time importing the SDK); up to
+    ``WINDOW`` pipelines are open at once, so that one node's export overlaps the
+    next one's events.
+    """
+    open_: list[tuple[int, Any]] = []
+
+    def close(node: int, pipeline: Any) -> None:
+        pipeline.shutdown(10_000)
+        lost = {k: v for k, v in pipeline.drop_counts().items() if v}
+        if lost:
+            print(f"node {node}: lost {lost}", file=sys.stderr)
+
+    for node in chunk:
+        pipeline = _node_pipeline(node, endpoint)
+        stream = failing if node == 0 else peer
+        for offset, event in _rewrite(stream, node, nodes, workers, run_id, hours):
+            # The recorded time, not now: spans and summaries follow the recording.
+            pipeline.submit(json.dumps(event), t_base + offset)
+        open_.append((node, pipeline))
+        if len(open_) >= WINDOW:
+            close(*open_.pop(0))
+    for node, pipeline in open_:
+        close(node, pipeline)
 
 
 def _replay(
-    failing: Stream, peer: Stream, nodes: int, workers: int, hours: float, endpoint: str
+    failing: Stream,
+    peer: Stream,
+    nodes: int,
+    workers: int,
+    hours: float,
+    endpoint: str,
+    processes: int = PROCESSES,
 ) -> tuple[int, float]:
+    """Replay ``nodes`` nodes in ``processes`` forked processes, a slice of nodes each."""
     run_id = f"scale-{nodes}x{workers}-{uuid.uuid4().hex[:6]}"
     t_base = time.time_ns() - int(hours * 3600e9) - 600_000_000_000
-    running: list[int] = []
+    # Imported once, before the fork: every child would otherwise import the SDK.
+    from torchelastic_otel.otel import _stage, sinks  # noqa: F401
+
     started = time.monotonic()
-    for node in range(nodes):
-        while len(running) >= PARALLEL:
-            pid, _ = os.wait()
-            running.remove(pid)
+    pids = []
+    for index in range(processes):
+        chunk = range(index, nodes, processes)  # interleaved: node 0 in the first
+        if not chunk:
+            continue
         pid = os.fork()
         if pid == 0:
+            code = 1
             try:
-                _node_process(
-                    failing if node == 0 else peer,
-                    node,
-                    nodes,
-                    workers,
-                    run_id,
-                    hours,
-                    endpoint,
-                    t_base,
-                )
+                _replay_nodes(failing, peer, chunk, nodes, workers, run_id, hours, endpoint, t_base)
+                code = 0
             finally:
-                os._exit(1)
-        running.append(pid)
-    for pid in running:
-        os.waitpid(pid, 0)
+                os._exit(code)
+        pids.append(pid)
+    failed = 0
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        failed += status != 0
+    if failed:
+        raise SystemExit(f"{failed} of {len(pids)} replaying processes failed")
     return t_base, time.monotonic() - started
 
 
@@ -496,9 +656,14 @@ def _json_line(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _timeline(json_path: Path, html: Path) -> tuple[float, int, int]:
+def _timeline(json_path: Path, html: Path) -> tuple[float, int, int, float, float]:
+    """``torchelastic-otel timeline`` on the file.
+
+    Returns its seconds, terminal lines, HTML bytes, peak RSS (MiB) and CPU seconds
+    (user + system: what a busy machine does not inflate as it does the seconds).
+    """
     started = time.monotonic()
-    proc = subprocess.run(
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -510,15 +675,68 @@ def _timeline(json_path: Path, html: Path) -> tuple[float, int, int]:
             "--width",
             "140",
         ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
+    output: dict[str, bytes] = {}
+
+    def drain(name: str, stream: Any) -> None:
+        output[name] = stream.read()
+
+    readers = [
+        threading.Thread(target=drain, args=(name, stream))
+        for name, stream in (("out", process.stdout), ("err", process.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    # wait4, not wait: the child's own peak memory (ru_maxrss, KiB on Linux).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     took = time.monotonic() - started
-    if proc.returncode:
-        print(proc.stderr[-2000:], file=sys.stderr)
-    return took, len(proc.stdout.splitlines()), html.stat().st_size if html.exists() else 0
+    for reader in readers:
+        reader.join(timeout=60)
+    if process.returncode:
+        print(output.get("err", b"").decode(errors="replace")[-2000:], file=sys.stderr)
+    lines = len(output.get("out", b"").decode(errors="replace").splitlines())
+    size = html.stat().st_size if html.exists() else 0
+    return took, lines, size, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def _draw_s(html: Path) -> float | None:
+    """Seconds headless Chromium takes to open the page and draw it (None: no Chromium).
+
+    As tests/e2e/test_timeline_browser.py measures it: from navigation until the
+    job's SVG is there (the script has parsed the data and drawn the overview and
+    the first lanes).
+    """
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if chromium is None or not html.exists():
+        return None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            started = time.monotonic()
+            page.goto(html.as_uri(), timeout=120_000)
+            try:
+                page.wait_for_selector("section.job svg", timeout=120_000)
+            except Exception as e:  # a row without it, not a crash
+                print(f"{html}: not drawn: {errors or e}", file=sys.stderr)
+                return None
+            return round(time.monotonic() - started, 2)
+        finally:
+            browser.close()
 
 
 def run(
@@ -529,6 +747,7 @@ def run(
     directory: Path,
     keep: Path | None = None,
     collector_kind: str = "rotel",
+    processes: int = PROCESSES,
 ) -> dict[str, Any]:
     """One replay at ``nodes`` x ``workers``; the row of the table."""
     failing, peer, job = load(directory, workers, restarts)
@@ -538,15 +757,21 @@ def run(
         try:
             with collector(collector_kind, receiver.endpoint, tmp_path) as running:
                 t_base, replay_s = _replay(
-                    failing, peer, nodes, workers, hours, running.grpc_endpoint
+                    failing, peer, nodes, workers, hours, running.grpc_endpoint, processes
                 )
                 time.sleep(2)  # the collector's last batches
                 collector_cpu_s, collector_rss_mib = running.usage()
         finally:
             receiver.close()
         json_path = tmp_path / "otlp.jsonl"
+        measure_started = time.monotonic()
         measured = _measure(receiver, json_path)
-        timeline_s, lines, html_bytes = _timeline(json_path, tmp_path / "timeline.html")
+        measure_s = time.monotonic() - measure_started
+        sampler = _sampler_burst(receiver.traces, tmp_path) if collector_kind == "otelcol" else {}
+        timeline_s, lines, html_bytes, timeline_rss_mib, timeline_cpu_s = _timeline(
+            json_path, tmp_path / "timeline.html"
+        )
+        draw_s = _draw_s(tmp_path / "timeline.html")
         json_mb = json_path.stat().st_size / 1e6
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -575,13 +800,19 @@ def run(
         "metric_series_per_node": _mean(v[0] for v in measured.metric_exports.values()),
         "metric_bytes_per_export_per_node": _mean(v[1] for v in measured.metric_exports.values()),
         "timeline_s": round(timeline_s, 1),
+        "timeline_cpu_s": round(timeline_cpu_s, 1),
         "timeline_lines": lines,
         "timeline_html_bytes": html_bytes,
+        "timeline_peak_rss_mib": round(timeline_rss_mib),
+        "timeline_draw_s": draw_s,
         "otlp_json_mb": round(json_mb, 1),
         "replay_s": round(replay_s, 1),
+        "replay_processes": processes,
+        "measure_s": round(measure_s, 1),
         "collector": collector_kind,
         "collector_cpu_s_per_cycle": round(collector_cpu_s / cycles, 2),
         "collector_peak_rss_mib": round(collector_rss_mib),
+        **sampler,
         "recorded_from": f"{directory.name} ({job['nnodes']} nodes x {job['workers']} workers)",
     }
     return row
@@ -626,6 +857,12 @@ def main() -> int:
     parser.add_argument("--steady-hours", type=float, default=1.0)
     parser.add_argument("--streams", type=Path, default=STREAMS / "c10d-2x8-r3")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=PROCESSES,
+        help="replaying processes; the nodes are shared out among them",
+    )
     parser.add_argument("--keep", type=Path, help="save each run's OTLP JSON and HTML here")
     parser.add_argument(
         "--collector",
@@ -644,6 +881,7 @@ def main() -> int:
             args.streams,
             args.keep,
             args.collector,
+            args.processes,
         )
         rows.append(row)
         print(json.dumps(row), flush=True)

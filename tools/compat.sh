@@ -35,7 +35,9 @@ venv)
     ;;
 test)
     [ -f "$stamp" ] || { echo "compat: no venv for torch $version: tools/compat.sh venv $version" >&2; exit 1; }
-    tests=(tests/e2e/test_torchrun.py tests/e2e/test_torchrun_users.py)
+    # test_lost_nodes: what a lost and a preempted node need of torch (the dynamic
+    # rendezvous' membership and store, the agent's SignalException path).
+    tests=(tests/e2e/test_torchrun.py tests/e2e/test_torchrun_users.py tests/e2e/test_lost_nodes.py)
     [ "$version" = "$newest" ] && tests+=(tests/differential)
     echo "compat: torch $version: ${tests[*]}"
     TORCHELASTIC_OTEL_REQUIRE=otelcol-torchelastic \

@@ -53,14 +53,21 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float, seen: Callable
 
 
 def _steps(work: Path) -> dict[tuple[int, int], int]:
-    """(node rank, restart count) -> the last step its worker wrote."""
+    """(rendezvous round, node rank) -> the last step its worker wrote."""
     out = {}
     for path in work.glob("progress.*.*"):
-        _, rank, restart = path.name.split(".")
+        _, round_, rank = path.name.split(".")
         text = path.read_text().strip()
-        if text.isdigit():
-            out[(int(rank), int(restart))] = int(text)
+        if text.isdigit() and round_.isdigit():
+            out[(int(round_), int(rank))] = int(text)
     return out
+
+
+def _round_with(work: Path, ranks: set[int], after: int = -1) -> int | None:
+    """A round later than ``after`` in which every node of ``ranks`` made 3 steps."""
+    steps = _steps(work)
+    rounds = sorted({r for r, _ in steps if r > after})
+    return next((r for r in rounds if all(steps.get((r, k), 0) >= 3 for k in ranks)), None)
 
 
 def _children(pid: int) -> list[int]:
@@ -82,13 +89,11 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def _job(
-    collector: RealCollector, run_id: str, work: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
+def _job(endpoint: str, run_id: str, work: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TORCHELASTIC_"))}
     env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=collector.grpc_endpoint,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_METRICS_EXPORTER="none",
         OMP_NUM_THREADS="1",
         LOGLEVEL="INFO",  # the agents' logs say what they did, when a wait fails
@@ -129,24 +134,28 @@ def _job(
             log.close()
 
 
-def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple[str, Received]:
-    """A 3-node job in which node GOING leaves by ``how``; the run's data once in."""
+def run_with_a_node_going(endpoint: str, work_dir: Path, how: signal.Signals) -> str:
+    """A 3-node job (OTLP to ``endpoint``) in which node GOING leaves by ``how``.
+
+    Returns the run id once the survivors finished the job on two nodes.
+    """
     run_id = f"e2e-{how.name.lower()}-{uuid.uuid4().hex[:8]}"
-    work = tmp_path / run_id
+    work = work_dir / run_id
     work.mkdir()
 
     def seen() -> str:
         tails = [(work / f"agent-{i}.log").read_text(errors="replace")[-1500:] for i in range(3)]
         return f"steps {_steps(work)}\n" + "\n---\n".join(tails)
 
-    with _job(collector, run_id, work) as agents:
-        all_three = {(r, 0) for r in range(NODES)}
+    with _job(endpoint, run_id, work) as agents:
         _wait(
             "three nodes training",
-            lambda: all(_steps(work).get(k, 0) >= 3 for k in all_three),
+            lambda: _round_with(work, set(range(NODES))) is not None,
             180,
             seen,
         )
+        first = _round_with(work, set(range(NODES)))
+        assert first is not None
         going = agents[GOING]
         if how == signal.SIGKILL:
             # A node that vanishes: its agent and its worker at once.
@@ -155,17 +164,25 @@ def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple
         going.send_signal(how)
         going.wait(60)
         survivors = agents[:GOING]
-
-        def on_two_nodes() -> bool:
-            later = {r for (r, restart), step in _steps(work).items() if restart > 0 and step >= 3}
-            return later >= {0, 1}
-
-        _wait("the survivors training again on 2 nodes", on_two_nodes, 240, seen)
+        # A survivor restarted by the membership change keeps its restart count:
+        # the round, not the count, says the job trains again.
+        _wait(
+            "the survivors training again on 2 nodes",
+            lambda: _round_with(work, {0, 1}, after=first) is not None,
+            240,
+            seen,
+        )
         (work / "finish").touch()
         for agent in survivors:
             agent.wait(120)
         codes = [a.returncode for a in survivors]
         assert codes == [0, 0], seen()
+    return run_id
+
+
+def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple[str, Received]:
+    """The job of :func:`run_with_a_node_going` through ``collector``, and its data."""
+    run_id = run_with_a_node_going(collector.grpc_endpoint, tmp_path, how)
 
     def arrived() -> bool:
         nodes = [

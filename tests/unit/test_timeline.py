@@ -261,6 +261,31 @@ def _keep_alive_failure(log: LogItem, t_ns: int) -> LogItem:
     )
 
 
+def test_a_cycle_in_shard_traces_is_not_a_disagreement() -> None:
+    """Past TORCHELASTIC_OTEL_TRACE_SHARD_NODES a cycle is several traces, its root says so."""
+
+    def sharded(shards: int | None) -> list[str]:
+        received = synth_job(nodes=4, workers=1, rounds=2, records=False)
+        roots = {
+            s["trace_id"]: s for s in received.spans if s["name"].startswith(sc.CYCLE_SPAN + " ")
+        }
+        for s in received.spans:
+            root = roots.get(s["trace_id"])
+            if root is None:
+                continue
+            if s is root and shards is not None:
+                s["attributes"][sc.SHARDS] = shards
+            if s["name"].startswith(sc.CYCLE_NODE_SPAN) and s["attributes"][sc.RANK] >= 2:
+                s["trace_id"] = s["trace_id"][:-4] + "beef"  # the second shard's trace
+        (job,) = build_timelines(received)
+        assert [len(c.trace_ids) for c in job.cycles] == [2, 2]
+        return [n for n in job.notes if "trace ids" in n]
+
+    assert sharded(2) == []
+    assert len(sharded(None)) == 2  # two traces and no word of shards: a disagreement
+    assert len(sharded(1)) == 2
+
+
 def test_leaving_the_rendezvous_at_exit_is_a_note_not_a_failure(received: Received) -> None:
     """c10d's store host leaves first; the others' failed shutdown is not the job's failure."""
     (before,) = build_timelines(received)

@@ -177,6 +177,7 @@ class _Builder(SpanReader, RecordReader):
                     else setting(sc.REMAINING_RESTARTS, "remaining_restarts")
                 ),
                 closest=closest,
+                shards=max(1, as_int(settings.get(sc.SHARDS)) or 1),
                 max_restarts=setting(sc.MAX_RESTARTS, "max_restarts"),
                 nodes_expected=setting(sc.NODES, "nodes"),
                 workers_expected=setting(sc.WORKERS, "workers_expected"),

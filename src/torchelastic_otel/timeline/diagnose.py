@@ -151,7 +151,9 @@ def notes(
                 "restarted by a peer (their restart count repeated) were matched to it "
                 "by time"
             )
-        elif len(cycle.trace_ids) > 1:
+        # Past TORCHELASTIC_OTEL_TRACE_SHARD_NODES a cycle is several shard traces by
+        # design (its root says how many): more than that, and the nodes disagree.
+        elif len(cycle.trace_ids) > cycle.shards:
             notes.append(
                 f"round {cycle.round}: {len(cycle.trace_ids)} trace ids "
                 "(nodes disagree on the cycle: rendezvous events or cycle events missing?)"

@@ -247,6 +247,9 @@ class Cycle:
     with how late (s), latest first."""
     key: CycleKey | None = None
     """What keys it (``round`` unless a restart count repeated and matched nothing)."""
+    shards: int = 1
+    """How many traces it is by design (past ``TORCHELASTIC_OTEL_TRACE_SHARD_NODES``
+    nodes, its root's ``torchelastic.shards``)."""
     closest: list[Node] = field(default_factory=list)
     """The nodes with the fewest restarts left (``remaining_restarts``), when the nodes
     disagree: the next failure on one of them ends the job."""

@@ -1,7 +1,8 @@
 """A worker for the elastic e2e tests: gloo all_reduce steps, driven by files.
 
-Each step writes ``<dir>/progress.<node rank>.<restart count>`` (the step number),
-so that the test waits on progress, not on time. The worker stops with success
+Each step writes ``<dir>/progress.<round>.<node rank>`` (the step number; the round
+is the rendezvous round every node of it agrees on), so that the test waits on
+progress, not on time. The worker stops with success
 when ``<dir>/finish`` exists and this attempt has made ``--min-steps`` steps; a
 collective that fails (a peer vanished) raises, and the agent restarts the group.
 Every loop is bounded (``--max-s``).
@@ -39,6 +40,7 @@ def main() -> None:
         if "=" in kv
     )
     round_ = attributes.get("torchelastic.round", f"restart-{restart}")
+    progress = args.dir / f"progress.{round_}.{node_rank}"
     store = dist.TCPStore(
         os.environ["MASTER_ADDR"],
         int(os.environ["MASTER_PORT"]),
@@ -52,7 +54,6 @@ def main() -> None:
         world_size=int(os.environ["WORLD_SIZE"]),
         timeout=timedelta(seconds=60),
     )
-    progress = args.dir / f"progress.{node_rank}.{restart}"
     tensor = torch.ones(4)
     deadline = time.monotonic() + args.max_s
     step = 0
