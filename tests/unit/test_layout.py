@@ -6,10 +6,12 @@
 * The cycle key and the reading of torch's messages are shared by the exporter and
   the timeline, in modules without OpenTelemetry.
 * The wheel carries the package and its LICENSE, no test helpers, and its
-  required dependencies are only what an agent needs.
+  required dependencies are only what an agent needs; the timeline page's style and
+  script are package data in it.
 """
 
 import ast
+import os
 import subprocess
 import sys
 import zipfile
@@ -188,6 +190,29 @@ def test_the_wheel_carries_the_license_and_no_test_helpers(wheel: Path) -> None:
     assert "License-Expression: BSD-3-Clause" in text
     assert all(n.startswith((f"{PACKAGE}/", f"{PACKAGE}-")) for n in names), names
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)
+
+
+def test_the_timeline_page_style_and_script_are_in_the_wheel(wheel: Path, tmp_path: Path) -> None:
+    """timeline/static/ is package data: in the wheel, and inlined in the page from it."""
+    static = SRC / PACKAGE / "timeline" / "static"
+    sources = {p.name: p.read_bytes() for p in static.iterdir()}
+    assert set(sources) == {"timeline.css", "timeline.js"}
+    with zipfile.ZipFile(wheel) as z:
+        for name, data in sources.items():
+            assert z.read(f"{PACKAGE}/timeline/static/{name}") == data, name
+        z.extractall(tmp_path / "site")
+    code = (
+        "import sys, torchelastic_otel.timeline.html as h; "
+        "assert h.__file__.startswith(sys.argv[1]), h.__file__; "
+        "sys.stdout.write(h.render_html([]))"
+    )
+    site = str(tmp_path / "site")
+    proc = run_python(code, site, env={**os.environ, "PYTHONPATH": site}, check=True)
+    page = proc.stdout
+    for name, tag in (("timeline.css", "style"), ("timeline.js", "script")):
+        text = sources[name].decode()
+        assert f"<{tag}>{text}</{tag}>" in page, name
+        assert f"</{tag}" not in text  # inlined: it must not end its own element
 
 
 def test_an_agent_installs_only_what_an_agent_needs(wheel: Path) -> None:
