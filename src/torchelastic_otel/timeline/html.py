@@ -27,6 +27,7 @@ from typing import Any
 
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline import goodput
+from torchelastic_otel.timeline.diagnose import restart_budget
 from torchelastic_otel.timeline.model import LATE_JOIN_S, Failure, JobTimeline, Node
 
 # The page's style and script: package data (timeline/static/), inlined in every page.
@@ -264,7 +265,7 @@ def _cycles_table(job: JobTimeline) -> str:
             else "?"
         )
         rows.append(
-            f'<tr class="cycle-row"><td class="num">{c.round}</td>'
+            f'<tr class="cycle-row"><td class="num">{_esc(c.label)}</td>'
             f'<td class="num">+{(c.start_ns - job.start_ns) / 1e9:.2f}s</td>'
             f'<td class="num">{c.duration_s:.1f}s</td>'
             f'<td class="o-{_esc(c.outcome)}">{_esc(c.outcome)}'
@@ -447,7 +448,7 @@ def _job_section(job: JobTimeline, number: int) -> str:
         f'<section class="job" id="job-{number}" data-run-id="{_esc(job.run_id)}" '
         f'data-nodes="{len(job.nodes)}">'
         f'<h1>run {_esc(job.run_id)} <span class="state-{_esc(job.state)}">{_esc(job.state)}</span>'
-        f'</h1><div class="summary">{summary}</div>{_goodput(job)}{body}'
+        f'</h1><div class="summary">{summary}</div>{_goodput(job)}{_budget(job)}{body}'
         f'<script type="application/json" class="data">{data}</script></section>'
     )
 
@@ -456,6 +457,11 @@ def _goodput(job: JobTimeline) -> str:
     if job.goodput is None or job.goodput.wall_s <= 0:
         return ""
     return f'<div class="summary goodput">{_esc(goodput.describe(job.goodput))}</div>'
+
+
+def _budget(job: JobTimeline) -> str:
+    text = restart_budget(job, _LIST_CAP)
+    return f'<div class="summary budget">{_esc(text)}</div>' if text else ""
 
 
 def render_html(jobs: list[JobTimeline]) -> str:
