@@ -3,11 +3,15 @@
 * ``events/`` is the torch mirror: it imports nothing else of the package.
 * No module of the package is part of an import cycle (every ``import``, lazy
   ones inside functions included).
+* The cycle key and the reading of torch's messages are shared by the exporter and
+  the timeline, in modules without OpenTelemetry.
 * The wheel carries the package and its LICENSE, no test helpers, and its
-  required dependencies are only what an agent needs.
+  required dependencies are only what an agent needs; the timeline page's style and
+  script are package data in it.
 """
 
 import ast
+import os
 import subprocess
 import sys
 import zipfile
@@ -117,6 +121,41 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"a"}}) == [["a"]]
 
 
+def _third_party_imports(path: Path) -> set[str]:
+    """The top-level names of what ``path`` imports from outside the package."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out - {PACKAGE}
+
+
+def test_the_cycle_key_and_torchs_messages_are_taught_once() -> None:
+    """The exporter and the timeline share one cycle-key type and one reading of
+    torch's messages, in modules without OpenTelemetry (the viewer stays light)."""
+    modules = _modules()
+    graph = _graph()
+    shared = {f"{PACKAGE}.cycles", f"{PACKAGE}.torch_messages"}
+    for name in shared:
+        assert graph[name] <= {f"{PACKAGE}.semconv"}, graph[name]
+        assert _third_party_imports(modules[name]) <= set(sys.stdlib_module_names)
+    timeline = set().union(
+        *(deps for m, deps in graph.items() if m.startswith(f"{PACKAGE}.timeline."))
+    )
+    assert shared <= graph[f"{PACKAGE}.otel.spans"] and shared <= timeline
+    assert f"{PACKAGE}.torch_messages" in graph[f"{PACKAGE}.otel._chatter"]
+    # semconv's RDZV_* names (torch's sentences) are read in torch_messages alone.
+    readers = set()
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            ident = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+            if isinstance(ident, str) and ident.startswith("RDZV_"):
+                readers.add(name)
+    assert readers == {f"{PACKAGE}.semconv", f"{PACKAGE}.torch_messages"}
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
@@ -151,6 +190,29 @@ def test_the_wheel_carries_the_license_and_no_test_helpers(wheel: Path) -> None:
     assert "License-Expression: BSD-3-Clause" in text
     assert all(n.startswith((f"{PACKAGE}/", f"{PACKAGE}-")) for n in names), names
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)
+
+
+def test_the_timeline_page_style_and_script_are_in_the_wheel(wheel: Path, tmp_path: Path) -> None:
+    """timeline/static/ is package data: in the wheel, and inlined in the page from it."""
+    static = SRC / PACKAGE / "timeline" / "static"
+    sources = {p.name: p.read_bytes() for p in static.iterdir()}
+    assert set(sources) == {"timeline.css", "timeline.js"}
+    with zipfile.ZipFile(wheel) as z:
+        for name, data in sources.items():
+            assert z.read(f"{PACKAGE}/timeline/static/{name}") == data, name
+        z.extractall(tmp_path / "site")
+    code = (
+        "import sys, torchelastic_otel.timeline.html as h; "
+        "assert h.__file__.startswith(sys.argv[1]), h.__file__; "
+        "sys.stdout.write(h.render_html([]))"
+    )
+    site = str(tmp_path / "site")
+    proc = run_python(code, site, env={**os.environ, "PYTHONPATH": site}, check=True)
+    page = proc.stdout
+    for name, tag in (("timeline.css", "style"), ("timeline.js", "script")):
+        text = sources[name].decode()
+        assert f"<{tag}>{text}</{tag}>" in page, name
+        assert f"</{tag}" not in text  # inlined: it must not end its own element
 
 
 def test_an_agent_installs_only_what_an_agent_needs(wheel: Path) -> None:

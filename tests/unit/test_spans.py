@@ -495,3 +495,8 @@ def test_repeated_restart_keys_link_each_cycle_to_the_one_before(mem: Memory) ->
     third = by_trace[ids.cycle_trace_id(RUN, "0.2")]
     assert second.links[1].context.trace_id == ids.cycle_trace_id(RUN, 0)
     assert third.links[1].context.trace_id == ids.cycle_trace_id(RUN, "0.1")
+    # The roots say their key, as the parts do: the timeline places them by it.
+    assert [
+        r.attributes.get(sc.CYCLE_KEY)
+        for r in (by_trace[ids.cycle_trace_id(RUN, 0)], second, third)
+    ] == [None, "0.1", "0.2"]

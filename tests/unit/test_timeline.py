@@ -8,6 +8,7 @@ missing from the next round, a late joiner, a stalled rendezvous, 1,024 nodes.
 """
 
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -24,9 +25,11 @@ from rich.console import Console
 
 from tests.support.process import run_python
 from tests.support.timeline_synth import synth_job
-from torchelastic_otel import cli
+from torchelastic_otel import cli, otel
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.collector import free_port, wait_port
+from torchelastic_otel.events import Event, EventSource
+from torchelastic_otel.otel.settings import Settings
 from torchelastic_otel.otlp_data import (
     LogItem,
     OtlpFileError,
@@ -34,6 +37,7 @@ from torchelastic_otel.otlp_data import (
     read_otlp_json,
     write_otlp_json,
 )
+from torchelastic_otel.receiver import OtlpGrpcReceiver
 from torchelastic_otel.timeline.html import render_html
 from torchelastic_otel.timeline.model import (
     SUMMARY_NODES,
@@ -111,6 +115,31 @@ def test_model_of_a_real_job(received: Received) -> None:
     assert job.missing == [] and job.late == [] and job.waiting == []
     assert job.notes == []
     assert not job.large
+
+
+def test_restarts_left_is_the_lowest_of_the_nodes_and_names_the_node(
+    received: Received,
+) -> None:
+    """Issue 20, defect 7: after rank 1's worker failed, rank 1's agent has 0 restarts
+    left and rank 0's (restarted by its peer) still 1; the cycle root is rank 0's and
+    says 1. The job's budget is the lowest: 0, on rank 1."""
+    (job,) = build_timelines(received)
+    second = job.cycles[1]
+    root_says = second.parts[0][1].attributes[sc.REMAINING_RESTARTS]
+    parts = sorted((n.rank, p.remaining_restarts) for n, p in second.parts)
+    assert (root_says, parts) == (1, [(0, 1), (1, 0)])  # the data: rank 1 has 0 left
+    assert (second.remaining_restarts, second.max_restarts) == (0, 1)
+    assert [n.rank for n in second.closest] == [1]
+    assert job.cycles[0].closest == []  # the nodes agree: nobody is named
+    for summary in (True, False):
+        text = _text(job, width=200, summary=summary)
+        assert "restarts left: 0 of 1 in round 1, on rank 1 vm: closest to its limit" in text
+    table = _text(job, width=200, summary=True)
+    assert re.search(r"succeeded\s+2\s+4\s+0/1\s", table), table
+    assert re.search(r"restarted\s+2\s+4\s+1/1\s", table), table
+    page = render_html([job])
+    assert ">0/1<" in page and ">1/1<" in page
+    assert "restarts left: 0 of 1 in round 1, on rank 1 vm: closest to its limit" in page
 
 
 def test_terminal_shows_cycles_lanes_and_failures(received: Received) -> None:
@@ -827,3 +856,159 @@ def test_cli_host_is_honoured(tmp_path: Path) -> None:
     assert code == 501, (code, proc.returncode, err[-3000:])  # GET: it answers, so it listens
     assert f"gRPC http://127.0.0.2:{grpc_port}" in err, err[-3000:]
     assert f"HTTP http://127.0.0.2:{http_port}" in err, err[-3000:]
+
+
+# --- a real agent's recorded stream, replayed as bench_scale.py does ---
+
+
+def _bench_scale() -> Any:
+    """benchmarks/bench_scale.py as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_scale", ROOT / "benchmarks" / "bench_scale.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_workers_counted_once_per_round_of_a_real_stream() -> None:
+    """Issue 20, defect 8: a real torch 2.13 agent's stream (2 nodes x 8 workers, 3
+    restarts, c10d), replayed through ``otel`` as bench_scale.py replays it (worker ids
+    rewritten, so they repeat from cycle to cycle): 16 workers in every round, 8 a node."""
+    bench = _bench_scale()
+    failing, peer, _ = bench.load(ROOT / "benchmarks" / "streams" / "c10d-2x8-r3", 8, 3)
+    t_base = time.time_ns() - 600_000_000_000
+    with OtlpGrpcReceiver() as receiver:
+        for node, stream in enumerate((failing, peer)):
+            pipeline = otel.Pipeline(
+                Settings(
+                    endpoint=receiver.endpoint,
+                    use_global_providers=False,
+                    metrics_exporters=("none",),
+                    schedule_delay_ms=10,
+                    resource_attributes={sc.HOST_NAME: f"node-{node:05d}.cluster"},
+                )
+            )
+            for offset, event in bench._rewrite(stream, node, 2, 8, "replayed", 0.0):
+                pipeline.submit(json.dumps(event), t_base + offset)
+            pipeline.shutdown(10_000)
+            assert not any(pipeline.drop_counts().values()), pipeline.drop_counts()
+        (job,) = build_timelines(receiver.received)
+    assert [c.round for c in job.cycles] == [0, 1, 2, 3]
+    assert [c.workers for c in job.cycles] == [16] * 4
+    for lane in job.nodes:
+        assert [len(p.workers) for p in lane.cycles] == [8] * 4, lane.title
+    assert job.workers == 16
+    assert not [n for n in job.notes if "disagree" in n], job.notes
+    assert "16 workers" in _text(job, summary=True)
+
+
+# --- cycles keyed by restart counts that repeat (no round known) ---
+
+
+def _replay(nodes: dict[str, list[tuple[int, Event]]]) -> Received:
+    """Each host's events (time, event) through its own ``otel`` pipeline, into memory."""
+    with OtlpGrpcReceiver() as receiver:
+        for host, timed in nodes.items():
+            pipeline = otel.Pipeline(
+                Settings(
+                    endpoint=receiver.endpoint,
+                    use_global_providers=False,
+                    metrics_exporters=("none",),
+                    schedule_delay_ms=10,
+                    resource_attributes={sc.HOST_NAME: host},
+                )
+            )
+            for t_ns, event in timed:
+                pipeline.submit(event, t_ns)
+            pipeline.shutdown(10_000)
+            assert not any(pipeline.drop_counts().values()), pipeline.drop_counts()
+        return receiver.received
+
+
+def _agent(state: str, group_rank: int, **md: Any) -> Event:
+    return Event(
+        f"torchelastic.worker.status.{state}",
+        EventSource.AGENT,
+        metadata={"run_id": "peer-restarts", "group_rank": group_rank, "state": state, **md},
+    )
+
+
+def _worker(state: str, group_rank: int, global_rank: int, cycle: int, restarts: int) -> Event:
+    return Event(
+        f"torchelastic.worker.status.{state}",
+        EventSource.WORKER,
+        metadata={
+            "run_id": "peer-restarts",
+            "group_rank": group_rank,
+            "global_rank": global_rank,
+            "worker_id": str(10_000 + 10 * cycle + global_rank),
+            "state": state,
+            "agent_restarts": restarts,
+            "raw_error": '{"message": "RuntimeError: boom"}' if state == "FAILED" else None,
+            "metadata": json.dumps({"local_rank": [global_rank % 2]}),
+        },
+    )
+
+
+def _peer_restarted_job(failing_rank: int) -> Received:
+    """Two nodes, no rendezvous events, no cycle events: one node's worker fails three
+    times (restart counts 0, 1, 2, 3); the other is restarted by its peer each time and
+    its restart count stays 0 (keys 0, 0.1, 0.2, 0.3)."""
+    s = 1_000_000_000
+    base = time.time_ns() - 600 * s
+    nodes: dict[str, list[tuple[int, Event]]] = {}
+    for rank in (0, 1):
+        timed: list[tuple[int, Event]] = []
+        failing = rank == failing_rank
+        for cycle in range(4):
+            t = base + cycle * 10 * s
+            timed.append((t + s, _agent("RENDEZVOUS", rank, duration_ms=1000.0)))
+            restarts = cycle if failing else 0
+            for local in (0, 1):
+                timed.append(
+                    (t + s + s // 10, _worker("START", rank, 2 * rank + local, cycle, restarts))
+                )
+            if cycle < 3 and failing:
+                timed.append((t + 5 * s, _worker("FAILED", rank, 2 * rank, cycle, restarts)))
+            if cycle == 3:
+                for local in (0, 1):
+                    timed.append(
+                        (t + 8 * s, _worker("SUCCEEDED", rank, 2 * rank + local, 3, restarts))
+                    )
+                timed.append((t + 9 * s, _agent("SUCCEEDED", rank)))
+        nodes[f"node-{rank}"] = timed
+    return _replay(nodes)
+
+
+@pytest.mark.parametrize("failing_rank", [1, 0])
+def test_repeated_restart_keys_are_cycles_of_their_own(failing_rank: int) -> None:
+    """Issue 20, defect 3: a node restarted by its peer keys its cycles 0, 0.1, 0.2, 0.3;
+    they are not one cycle (and no "nodes disagree"): each joins the cycle of the failing
+    node it overlaps, whichever of the two is rank 0 (emits the roots)."""
+    (job,) = build_timelines(_peer_restarted_job(failing_rank))
+    assert [c.round for c in job.cycles] == [0, 1, 2, 3]
+    assert [len(c.parts) for c in job.cycles] == [2] * 4
+    assert [c.workers for c in job.cycles] == [4] * 4
+    assert [[n.rank for n in c.failed_nodes] for c in job.cycles] == [[failing_rank]] * 3 + [[]]
+    assert job.cycles[-1].outcome == "succeeded"
+    assert all(c.outcome_from_root for c in job.cycles)
+    assert not [n for n in job.notes if "disagree" in n], job.notes
+    assert [f.round for f in job.root_causes] == [0, 1, 2]
+    for lane in job.nodes:
+        assert [p.round for p in lane.cycles] == [0, 1, 2, 3], lane.title
+
+
+@pytest.mark.parametrize("failing_rank", [1, 0])
+def test_repeated_restart_keys_from_records_alone(failing_rank: int) -> None:
+    """The same, with the restarted node's spans lost (records only): its records name
+    their part's trace, so its cycles 0.1-0.3 do not pile into cycle 0."""
+    received = _peer_restarted_job(failing_rank)
+    healthy = f"node-{1 - failing_rank}"
+    received.spans[:] = [s for s in received.spans if s["resource"][sc.HOST_NAME] != healthy]
+    (job,) = build_timelines(received)
+    assert [(c.round, len(c.parts), c.workers) for c in job.cycles] == [(r, 2, 4) for r in range(4)]
+    assert [f.round for f in job.root_causes] == [0, 1, 2]
+    (restarted,) = job.node(healthy)
+    assert [len(p.workers) for p in restarted.cycles] == [2] * 4

@@ -33,20 +33,21 @@ from torchelastic_otel.semconv import (
     STATE_FAILED,
     SYNCS,
 )
+from torchelastic_otel.torch_messages import chatter_kind
 
-_KEEP_ALIVE = "._keep_alive"
-_HANDLER_KEEP_ALIVE = "DynamicRendezvousHandler._keep_alive"
-_SYNCED = "has successfully synced its local changes"
-_STALE = "failed to sync its local changes"
+
+def _kind(event: RdzvEvent) -> str | None:
+    """The chatter ``event`` is (see :func:`chatter_kind`), ``None`` if none or failed."""
+    state = getattr(event.node_state, "value", event.node_state)
+    if state == STATE_FAILED or not isinstance(event.name, str):
+        return None
+    message = event.message if isinstance(event.message, str) else ""
+    return chatter_kind(event.name, message)
 
 
 def is_chatter(event: RdzvEvent) -> bool:
     """A rendezvous keep-alive or sync event that went well."""
-    state = getattr(event.node_state, "value", event.node_state)
-    if state == STATE_FAILED or not isinstance(event.name, str):
-        return False
-    message = event.message if isinstance(event.message, str) else ""
-    return event.name.endswith(_KEEP_ALIVE) or _SYNCED in message or _STALE in message
+    return _kind(event) is not None
 
 
 @dataclass
@@ -75,19 +76,19 @@ class Chatter:
         Looked at before the event is mapped: chatter is most of the events, and
         folding it costs a few string tests.
         """
-        if self.interval_ns <= 0 or not is_chatter(event):
+        kind = _kind(event) if self.interval_ns > 0 else None
+        if kind is None:
             return False
         run_id = event.run_id if isinstance(event.run_id, str) and event.run_id else "unknown"
         window = self._windows.get(run_id)
         if window is None:
             window = self._windows[run_id] = _Window(t_ns)
         window.folded += 1
-        message = event.message if isinstance(event.message, str) else ""
-        if event.name.endswith(_HANDLER_KEEP_ALIVE):
+        if kind == "heartbeat":
             window.heartbeats += 1
-        elif _SYNCED in message:
+        elif kind == "sync":
             window.syncs += 1
-        elif _STALE in message:
+        elif kind == "stale_sync":
             window.stale_syncs += 1
         return True
 

@@ -37,7 +37,6 @@ from torchelastic_otel.semconv import (
     PREFIX,
     PROCESS_PID,
     RANK,
-    RDZV_SHUTDOWN,
     RENDEZVOUS_FAILURE,
     RUN_ID,
     SEVERITY_ERROR,
@@ -54,6 +53,7 @@ from torchelastic_otel.semconv import (
     WORKER_FAILURE,
     describe_exit,
 )
+from torchelastic_otel.torch_messages import is_shutdown
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -186,7 +186,7 @@ def _map_rdzv(event: RdzvEvent) -> MappedEvent:
         _put_str(exc, EXCEPTION_MESSAGE, event.message)
     attrs.update(exc)
     severity = SEVERITY_ERROR if state == STATE_FAILED else SEVERITY_INFO
-    if severity == SEVERITY_ERROR and str(event.name).endswith(RDZV_SHUTDOWN):
+    if severity == SEVERITY_ERROR and is_shutdown(str(event.name)):
         severity = SEVERITY_WARN  # torch's own level for it: the job is over by then
     return MappedEvent(
         kind=KIND_RENDEZVOUS,

@@ -30,7 +30,6 @@ record of every event names the span it belongs to.
 Driven by one thread (the export worker), so it needs no locks.
 """
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +38,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.cycles import CycleKey
 from torchelastic_otel.otel.derived_ids import (
     cycle_node_span_id,
     cycle_parent_span_id,
@@ -86,8 +86,6 @@ from torchelastic_otel.semconv import (
     OUTCOME_SUCCEEDED,
     OUTCOME_UNFINISHED,
     RANK,
-    RDZV_JOINED_PATTERN,
-    RDZV_NEXT_RENDEZVOUS,
     REMAINING_RESTARTS,
     RENDEZVOUS_DURATION_MS,
     RENDEZVOUS_SPAN,
@@ -109,11 +107,8 @@ from torchelastic_otel.semconv import (
     WORKER_ID,
     WORKERS,
 )
+from torchelastic_otel.torch_messages import got_signal, is_next_rendezvous, joined_round
 
-_JOINED = re.compile(RDZV_JOINED_PATTERN)
-# torch's SignalException: "Process 1234 got signal: 15".
-_GOT_SIGNAL = re.compile(r"SignalException\b.*?got signal: (\d+)")
-_SIGNAL_NUMBER = re.compile(r"got signal: (\d+)")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A span's status message is for the eye; the whole error stays on its log record.
 _MAX_STATUS = 256
@@ -313,7 +308,7 @@ class SpanStateMachine:
 
     def _on_rdzv(self, run: _Run, m: MappedEvent, t_ns: int) -> tuple[int, int]:
         name = str(m.attributes.get(NAME, m.event_name))
-        joining = name.endswith(RDZV_NEXT_RENDEZVOUS)
+        joining = is_next_rendezvous(name)
         if m.node_state == STATE_FAILED:
             if run.rdzv_start_ns is not None and run.cycle is None:
                 error = m.exception.get(EXCEPTION_MESSAGE) or m.body
@@ -322,10 +317,10 @@ class SpanStateMachine:
             return self._here(run)
         if not joining:
             return self._here(run)
-        found = _JOINED.search(m.body)
-        if found and is_int64(int(found.group(1))) and m.rank != UNKNOWN_RANK:
+        round_ = joined_round(m.body)
+        if round_ is not None and is_int64(round_) and m.rank != UNKNOWN_RANK:
             # "has joined round N ... as rank R": the cycle N starts here.
-            self._open_cycle(run, int(found.group(1)), True, m.rank, t_ns)
+            self._open_cycle(run, round_, True, m.rank, t_ns)
         elif run.rdzv_start_ns is None and (run.cycle is None or run.cycle.started_workers):
             # A new attempt to join: the cycle this node was in is over.
             if run.cycle is not None:
@@ -636,8 +631,8 @@ class SpanStateMachine:
         run.rdzv_start_ns = None
         # A restart count can repeat on a node (a peer's restart does not count
         # here): ids must not, so a key seen before gets its occurrence appended.
-        seen = sum(1 for k, _ in run.cycles if k == key)
-        id_key: int | str = key if seen == 0 else f"{key}.{seen}"
+        cycle_key = CycleKey.on_node(key, (k for k, _ in run.cycles))
+        id_key = cycle_key.id_key
         attrs: dict[str, AttrValue] = {
             RUN_ID: run.run_id,
             RANK: rank,
@@ -646,8 +641,8 @@ class SpanStateMachine:
             **run.steps_ms,
             **run.settings,
         }
-        if seen:
-            attrs[sc.CYCLE_KEY] = str(id_key)
+        if cycle_key.repeated:
+            attrs[sc.CYCLE_KEY] = str(cycle_key)
         run.steps_ms = {}
         if rank != UNKNOWN_RANK:
             run.rank = rank
@@ -803,10 +798,8 @@ class SpanStateMachine:
 
     def _previous_id_key(self, run: _Run, id_key: int | str) -> int | str | None:
         """The id key of the cycle before ``id_key`` on this node (for the root's link)."""
-        keys: list[int | str] = []
-        for key, _ in run.cycles:
-            seen = sum(1 for k in keys if str(k).split(".", 1)[0] == str(key))
-            keys.append(key if seen == 0 else f"{key}.{seen}")
+        numbers = [key for key, _ in run.cycles]
+        keys = [CycleKey.on_node(n, numbers[:i]).id_key for i, n in enumerate(numbers)]
         if id_key in keys:
             i = keys.index(id_key)
             return keys[i - 1] if i > 0 else None
@@ -938,7 +931,9 @@ class SpanStateMachine:
         self._on_fact(Fact(kind, run.run_id, t_ns, attributes, value))
 
 
-_CYCLE_SETTINGS = frozenset({REMAINING_RESTARTS, MAX_RESTARTS, NODES, WORKERS})
+# What the cycle root copies from rank 0's part (its key, so that the timeline
+# places a root of a repeated restart count with its parts).
+_CYCLE_SETTINGS = frozenset({REMAINING_RESTARTS, MAX_RESTARTS, NODES, WORKERS, sc.CYCLE_KEY})
 
 
 def _context(trace_id: int, span_id: int) -> SpanContext:
@@ -953,10 +948,10 @@ def _signal_of(m: MappedEvent) -> str:
     """The signal of torch's ``SignalException`` in an agent's FAILED event, else ``""``."""
     typed = m.exception.get(EXCEPTION_TYPE, "").endswith("SignalException")
     text = m.exception.get(EXCEPTION_MESSAGE, "") or m.exception.get(sc.EXCEPTION_STACKTRACE, "")
-    found = (_SIGNAL_NUMBER if typed else _GOT_SIGNAL).search(text)
-    if found is None:
+    number = got_signal(text, typed)
+    if number is None:
         return "SIGTERM" if typed else ""
-    return sc.describe_exit(-int(found.group(1)))[1] or f"signal {found.group(1)}"
+    return sc.describe_exit(-number)[1] or f"signal {number}"
 
 
 def _duration_ns(m: MappedEvent) -> int:

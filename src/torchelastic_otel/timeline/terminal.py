@@ -23,6 +23,7 @@ from rich.text import Text
 
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline import goodput
+from torchelastic_otel.timeline.diagnose import restart_budget
 from torchelastic_otel.timeline.model import (
     LATE_JOIN_S,
     Attempt,
@@ -170,7 +171,7 @@ def _cycle_row(job: JobTimeline, scale: _Scale) -> _Row:
         first, last = row.bar(cycle.start_ns, end, "━", style)
         if i + 1 < len(cycles) and last > first and scale.col(cycles[i + 1].start_ns) == last:
             last -= 1
-        row.write(first, f"{cycle.round}", f"bold {style}", last - first)
+        row.write(first, cycle.label, f"bold {style}", last - first)
         row.put(last, _OUTCOME_MARK.get(cycle.outcome, "?"), f"bold {style}")
     return row
 
@@ -243,6 +244,9 @@ def _header(job: JobTimeline) -> list[RenderableType]:
     lines: list[RenderableType] = [Text(" · ".join(parts), style="bold")]
     if job.goodput is not None and job.goodput.wall_s > 0:
         lines.append(Text(goodput.describe(job.goodput, LIST_CAP)))
+    budget = restart_budget(job)
+    if budget:
+        lines.append(Text(budget))
     lines.append(
         Text(
             f"run trace {job.trace_id or '?'}  ·  {job.records:,} records, {job.spans:,} spans",
@@ -307,7 +311,8 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
             max_width=max(8, width - 92) if last else None,
         )
     table.caption = (
-        "nodes, workers: joined (/expected when fewer) · restarts: left/allowed · "
+        "nodes, workers: joined (/expected when fewer) · restarts: left/allowed on the node "
+        "closest to its limit · "
         "rdzv: the nodes' rendezvous durations"
         + (", slowest node" if slowest_column else "")
         + " · up: from the first rendezvous start until every node's workers were started"
@@ -330,7 +335,7 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         outcome = Text(c.outcome, style=_OUTCOME_STYLE.get(c.outcome, ""))
         if not c.outcome_from_root:
             outcome.append("*", style="bold yellow")
-        cells: list[str | Text] = [str(c.round)]
+        cells: list[str | Text] = [c.label]
         if start_column:
             cells.append(f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s")
         cells += [
