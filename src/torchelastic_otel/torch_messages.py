@@ -29,6 +29,7 @@ from torchelastic_otel.semconv import (
     RDZV_JOINED_PATTERN,
     RDZV_NEXT_RENDEZVOUS,
     RDZV_SHUTDOWN,
+    describe_exit,
 )
 
 _JOINED = re.compile(RDZV_JOINED_PATTERN)
@@ -93,3 +94,14 @@ def got_signal(text: str, typed: bool = False) -> int | None:
     """
     found = (_GOT_SIGNAL if typed else _SIGNAL_EXCEPTION).search(text)
     return int(found.group(1)) if found else None
+
+
+def signal_name(number: int) -> str:
+    """A signal number as the exporter and the timeline write it.
+
+    Example::
+
+        >>> signal_name(15), signal_name(99)
+        ('SIGTERM', 'signal 99')
+    """
+    return describe_exit(-number)[1] or f"signal {number}"

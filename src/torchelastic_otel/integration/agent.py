@@ -101,21 +101,17 @@ def _shutdown(
 
 def record_leaving(agent: Any, exc: BaseException) -> None:
     """Record that a signal stops this agent, and tell the survivors (``otel`` only)."""
-    import signal as signals
 
     from torch.distributed.elastic.events import EventSource, record
 
-    from torchelastic_otel import semconv
+    from torchelastic_otel import semconv, torch_messages
     from torchelastic_otel.integration import membership
 
     spec = agent._worker_group.spec
     if spec.event_log_handler not in capture_for:
         return
     sigval = getattr(exc, "sigval", None)
-    try:
-        name = signals.Signals(int(sigval)).name if sigval is not None else "SIGTERM"
-    except ValueError:
-        name = f"signal {sigval}"
+    name = torch_messages.signal_name(int(sigval)) if sigval is not None else "SIGTERM"
     event = agent._construct_event(state=semconv.STATE_LEAVING, source=EventSource.AGENT)
     event.name = semconv.NODE_LEAVING_EVENT
     event.metadata["signal"] = name

@@ -107,7 +107,12 @@ from torchelastic_otel.semconv import (
     WORKER_ID,
     WORKERS,
 )
-from torchelastic_otel.torch_messages import got_signal, is_next_rendezvous, joined_round
+from torchelastic_otel.torch_messages import (
+    got_signal,
+    is_next_rendezvous,
+    joined_round,
+    signal_name,
+)
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # A span's status message is for the eye; the whole error stays on its log record.
@@ -198,7 +203,6 @@ class _Run:
     settings: dict[str, AttrValue] = field(default_factory=dict)  # restarts and sizes
     roots: list[tuple[int, int]] = field(default_factory=list)  # cycle roots emitted here
     previous: _Ended | None = None  # the cycle before the open one, as this node saw it
-    last_id_key: int | str | None = None  # the id key of the last cycle opened
     max_nodes: int = 0  # the most nodes of any cycle: how many run-trace shards there are
     signal: str = ""  # the signal that stopped this node's agent (a preemption), if any
 
@@ -495,12 +499,11 @@ class SpanStateMachine:
             # The cycle's root was the lost node's to emit: its shards' parts need it.
             root = {k: v for k, v in attrs.items() if k not in (HOST_NAME, sc.NODE_ID)}
             self._emit_roots(run, before.key, before.id_key, before.nodes, root, before, True)
-        node_shard = shard_of(rank, self._shard_nodes)
         node = _Pending(
             f"{NODE_SPAN} {host}",
-            run_trace_id(run.run_id, node_shard),
+            run_trace_id(run.run_id, shard),
             self._random_id(run, node_id),
-            job_parent_span_id(run.run_id, node_shard),
+            job_parent_span_id(run.run_id, shard),
             before.start_ns,
             {**attrs, ROUND: before.key},
         )
@@ -658,7 +661,6 @@ class SpanStateMachine:
         )
         cycle = run.cycle = _Cycle(key, from_round, id_key, t_ns, node, rank)
         self._place_part(run, cycle)
-        run.last_id_key = id_key
         run.cycles.append((key, from_round))
         # The value: cycles before this one on this node (a restart when > 0).
         self._fact("cycle_opened", run, t_ns, {}, float(len(run.cycles) - 1))
@@ -951,7 +953,7 @@ def _signal_of(m: MappedEvent) -> str:
     number = got_signal(text, typed)
     if number is None:
         return "SIGTERM" if typed else ""
-    return sc.describe_exit(-number)[1] or f"signal {number}"
+    return signal_name(number)
 
 
 def _duration_ns(m: MappedEvent) -> int:

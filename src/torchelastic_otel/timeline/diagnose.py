@@ -25,7 +25,7 @@ from torchelastic_otel.timeline.job import (
     Node,
     NodeCycle,
 )
-from torchelastic_otel.torch_messages import got_signal
+from torchelastic_otel.torch_messages import got_signal, signal_name
 
 
 def span_kind(name: str) -> str:
@@ -272,7 +272,7 @@ def signal_exception(log: LogItem) -> str:
         number = got_signal(str(a.get(sc.EXCEPTION_STACKTRACE, "")))
     if number is None:
         return ""
-    return sc.describe_exit(-number)[1] or f"signal {number}"
+    return signal_name(number)
 
 
 def missing(cycles: list[Cycle], nodes: list[Node]) -> list[Missing]:
