@@ -9,11 +9,12 @@
 # The instrumentation package's version follows the SDK's (1.40 -> 0.61b0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/_cached_venv.sh
 action=${1:?venv or test}
 version=${2:?an opentelemetry-sdk version, e.g. 1.40.0}
 cache=${TORCHELASTIC_OTEL_CACHE:-$HOME/.cache/torchelastic-otel}
 venv="$cache/venvs/otel-$version"
-stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=$(cached_venv_stamp "$venv")
 minor=${version#1.}
 minor=${minor%%.*}
 contrib="0.$((minor + 21))b0"
@@ -21,6 +22,7 @@ contrib="0.$((minor + 21))b0"
 case "$action" in
 venv)
     if [ -f "$stamp" ]; then
+        point_venv_here "$venv" otel-compat
         echo "otel-compat: opentelemetry $version venv ready ($venv)"
         exit 0
     fi
@@ -39,6 +41,7 @@ venv)
     ;;
 test)
     [ -f "$stamp" ] || { echo "otel-compat: no venv: tools/otel-compat.sh venv $version" >&2; exit 1; }
+    point_venv_here "$venv" otel-compat
     "$venv/bin/python" -c "import importlib.metadata as m; print('otel-compat: opentelemetry-sdk', m.version('opentelemetry-sdk'))"
     TORCHELASTIC_OTEL_BLOCK_TORCH=1 "$venv/bin/python" -m pytest -p no:cacheprovider -q \
         tests/unit/test_upstream.py tests/unit/test_fast_paths.py tests/unit/test_otel_pipeline.py
