@@ -38,6 +38,7 @@ from torchelastic_otel.otlp_data import (
     write_otlp_json,
 )
 from torchelastic_otel.receiver import OtlpGrpcReceiver
+from torchelastic_otel.timeline import job as job_module
 from torchelastic_otel.timeline.html import render_html
 from torchelastic_otel.timeline.model import (
     SUMMARY_NODES,
@@ -1012,3 +1013,22 @@ def test_repeated_restart_keys_from_records_alone(failing_rank: int) -> None:
     assert [f.round for f in job.root_causes] == [0, 1, 2]
     (restarted,) = job.node(healthy)
     assert [len(p.workers) for p in restarted.cycles] == [2] * 4
+
+
+def test_html_keeps_repeated_restart_keys_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the restarted node reached the backend: its cycles 0, 0.1, 0.2 and 0.3
+    match no peer's. The page names them by key, so its script, which looks cycles up
+    by their name, draws four cycles, not one cycle 0 holding the last outcome."""
+    received = _peer_restarted_job(failing_rank=1)
+    received.spans[:] = [s for s in received.spans if s["resource"][sc.HOST_NAME] == "node-0"]
+    received.logs[:] = [r for r in received.logs if r["resource"][sc.HOST_NAME] == "node-0"]
+    (job,) = build_timelines(received)
+    assert [c.label for c in job.cycles] == ["0", "0.1", "0.2", "0.3"]
+    for large in (False, True):  # the packed form of large jobs too
+        monkeypatch.setattr(job_module, "SUMMARY_NODES", 0 if large else 64)
+        assert job.large is large
+        (data,) = _page_data(render_html([job]))
+        keys = [str(c[0]) for c in data["cycles"]]
+        assert keys == ["0", "0.1", "0.2", "0.3"], large
+        (node,) = data["nodes"]
+        assert [str(c[0]) for c in node["c"]] == keys, large

@@ -91,9 +91,12 @@ def _job_data(job: JobTimeline) -> dict[str, Any]:
         initial = list(range(len(job.nodes)))
     return {
         "dur": _ms(job, job.end_ns),
+        # A cycle is named by its key, as node cycles name theirs: a round, or a
+        # repeated restart count such as "0.1" (the script keys cycles by it, so two
+        # cycles of round 0 stay two).
         "cycles": [
             [
-                c.round,
+                c.key.id_key if c.key is not None else c.round,
                 _ms(job, c.start_ns),
                 _ms(job, c.end_ns),
                 c.outcome,
@@ -134,7 +137,7 @@ def _node_data(
         ]
         cycles.append(
             [
-                c.round,
+                c.cycle_key.id_key,
                 _ms(job, c.start_ns),
                 _ms(job, c.end_ns),
                 c.outcome,
@@ -181,8 +184,8 @@ def _packed_node(job: JobTimeline, n: Node, tags: list[str]) -> dict[str, Any]:
     """
     cycles = []
     for c in n.cycles:
-        cycle = [
-            c.round,
+        cycle: list[Any] = [
+            c.cycle_key.id_key,
             _whole_ms(job, c.start_ns),
             _whole_ms(job, c.end_ns),
             c.outcome,
@@ -209,7 +212,7 @@ def _packed_node(job: JobTimeline, n: Node, tags: list[str]) -> dict[str, Any]:
 def _packed_workers(workers: list[Any], job: JobTimeline, cycle: list[Any]) -> list[Any]:
     """``[ranks, local ranks, start steps, ends back from the cycle's end, results, messages]``.
 
-    ``cycle`` is the packed cycle: ``[round, start, end, outcome, ...]``. Results are
+    ``cycle`` is the packed cycle: ``[key, start, end, outcome, ...]``. Results are
     left out when every worker's is the cycle's outcome, messages when all are empty.
 
     Example: 8 workers of ranks 40-47 that started within a millisecond and all
