@@ -292,46 +292,66 @@ class Collector:
         return cpu_s, 0.0
 
 
-# The sampler tier of otel-collector/kubernetes/collector-sampler.yaml: the same
-# policies, decisions after DECISION_WAIT (the manifest's 30 s; shorter here, as the
-# burst arrives within seconds either way), into the sink.
-_SAMPLER_CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      http: {endpoint: "127.0.0.1:${env:HTTP_PORT}"}
-extensions:
-  health_check: {endpoint: "127.0.0.1:${env:HEALTH_PORT}"}
-processors:
-  memory_limiter: {check_interval: 1s, limit_percentage: 80, spike_limit_percentage: 20}
-  tail_sampling:
-    decision_wait: ${env:DECISION_WAIT}
-    num_traces: 50000
-    expected_new_traces_per_sec: 50
-    decision_cache: {sampled_cache_size: 200000, non_sampled_cache_size: 200000}
-    policies:
-      - name: torchelastic-cycles
-        type: string_attribute
-        string_attribute: {key: run_id, values: [".+"], enabled_regex_matching: true}
-      - name: errors
-        type: status_code
-        status_code: {status_codes: [ERROR]}
-      - name: some-of-the-rest
-        type: probabilistic
-        probabilistic: {sampling_percentage: 10}
-  batch: {send_batch_size: 1024, send_batch_max_size: 4096, timeout: 1s}
-exporters:
-  otlp_http: {endpoint: "${env:SINK}", compression: none}
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics: {level: none}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [memory_limiter, tail_sampling, batch]
-      exporters: [otlp_http]
-"""
+# The sampler tier as otel-collector/kubernetes/collector-sampler.yaml deploys it:
+# its processors, read from the manifest so that the two cannot drift, with a local
+# receiver, the sink as exporter, and decisions after DECISION_WAIT (the manifest's
+# 30 s; shorter here, as the burst arrives within seconds either way).
+SAMPLER_MANIFEST = (
+    Path(__file__).resolve().parents[1] / "otel-collector/kubernetes/collector-sampler.yaml"
+)
+
+
+def sampler_config(manifest: Path = SAMPLER_MANIFEST) -> str:
+    """The sampler's collector config for the burst (JSON, which the collector reads as YAML).
+
+    Example::
+
+        >>> config = json.loads(sampler_config())
+        >>> config["service"]["pipelines"]["traces"]["processors"]
+        ['memory_limiter', 'tail_sampling', 'batch']
+    """
+    import yaml
+
+    maps = [
+        doc
+        for doc in yaml.safe_load_all(manifest.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "ConfigMap"
+    ]
+    if len(maps) != 1 or "config.yaml" not in maps[0].get("data", {}):
+        raise SystemExit(f"{manifest}: expected one ConfigMap with a config.yaml")
+    deployed = yaml.safe_load(maps[0]["data"]["config.yaml"])
+    chain = deployed["service"]["pipelines"]["traces"]["processors"]
+    processors = {name: deployed["processors"][name] for name in chain}
+    if "tail_sampling" not in processors:
+        raise SystemExit(f"{manifest}: its traces pipeline has no tail_sampling")
+    processors["tail_sampling"] = {
+        **processors["tail_sampling"],
+        "decision_wait": "${env:DECISION_WAIT}",
+    }
+    return json.dumps(
+        {
+            "receivers": {
+                "otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:${env:HTTP_PORT}"}}}
+            },
+            "extensions": {"health_check": {"endpoint": "127.0.0.1:${env:HEALTH_PORT}"}},
+            "processors": processors,
+            "exporters": {"otlp_http": {"endpoint": "${env:SINK}", "compression": "none"}},
+            "service": {
+                "extensions": ["health_check"],
+                "telemetry": {"metrics": {"level": "none"}},
+                "pipelines": {
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": chain,
+                        "exporters": ["otlp_http"],
+                    }
+                },
+            },
+        },
+        indent=1,
+    )
+
+
 DECISION_WAIT_S = 10
 
 
@@ -423,7 +443,7 @@ def _sampler_burst(traces: list[bytes], tmp: Path) -> dict[str, float]:
     port = free_port()
     env = {"HTTP_PORT": str(port), "SINK": sink.endpoint, "DECISION_WAIT": f"{DECISION_WAIT_S}s"}
     try:
-        with _otelcol(_SAMPLER_CONFIG, env, tmp, "sampler") as pid:
+        with _otelcol(sampler_config(), env, tmp, "sampler") as pid:
             running = Collector("", pid)
             url = f"http://127.0.0.1:{port}/v1/traces"
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.benchmarks import load_benchmark
 from tests.support.dashboards import (
     NOT_IN_A_CRASH_JOB,
     generator,
@@ -42,6 +43,7 @@ from torchelastic_otel.events import NodeState
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "otel-collector"
+KUBE = STACK / "kubernetes"
 DOCS = ROOT / "docs"
 
 
@@ -561,6 +563,37 @@ def test_collector_validates_the_compose_config(config: Any) -> None:
     # Every placeholder in config.yaml has a default: the file runs as it is.
     assert _env_placeholders((STACK / "config.yaml").read_text()) == set()
     validate_collector_config(STACK / "config.yaml", {})
+
+
+def test_benchmark_sampler_is_the_manifests(tmp_path: Path) -> None:
+    """bench_scale.py measures the sampler tier on the Kubernetes manifest's own
+    processors (read, not copied), and the collector accepts what it builds."""
+    bench = load_benchmark("bench_scale")
+    built = json.loads(bench.sampler_config())
+    (configmap,) = [
+        d
+        for d in yaml.safe_load_all((KUBE / "collector-sampler.yaml").read_text())
+        if d["kind"] == "ConfigMap"
+    ]
+    deployed = yaml.safe_load(configmap["data"]["config.yaml"])
+    chain = deployed["service"]["pipelines"]["traces"]["processors"]
+    assert built["service"]["pipelines"]["traces"]["processors"] == chain
+    for name in chain:
+        expected = dict(deployed["processors"][name])
+        if name == "tail_sampling":
+            expected["decision_wait"] = "${env:DECISION_WAIT}"
+        assert built["processors"][name] == expected, name
+    config = tmp_path / "sampler.yaml"
+    config.write_text(bench.sampler_config())
+    validate_collector_config(
+        config,
+        {
+            "HTTP_PORT": "4318",
+            "HEALTH_PORT": "13133",
+            "SINK": "http://127.0.0.1:4319",
+            "DECISION_WAIT": "10s",
+        },
+    )
 
 
 def test_collector_validate_rejects_a_bad_key(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ missing from the next round, a late joiner, a stalled rendezvous, 1,024 nodes.
 """
 
 import base64
-import importlib.util
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from tests.support.benchmarks import load_benchmark
 from tests.support.process import run_python
 from tests.support.timeline_synth import synth_job
 from torchelastic_otel import cli, otel
@@ -862,22 +862,11 @@ def test_cli_host_is_honoured(tmp_path: Path) -> None:
 # --- a real agent's recorded stream, replayed as bench_scale.py does ---
 
 
-def _bench_scale() -> Any:
-    """benchmarks/bench_scale.py as a module (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_scale", ROOT / "benchmarks" / "bench_scale.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_workers_counted_once_per_round_of_a_real_stream() -> None:
     """Issue 20, defect 8: a real torch 2.13 agent's stream (2 nodes x 8 workers, 3
     restarts, c10d), replayed through ``otel`` as bench_scale.py replays it (worker ids
     rewritten, so they repeat from cycle to cycle): 16 workers in every round, 8 a node."""
-    bench = _bench_scale()
+    bench = load_benchmark("bench_scale")
     failing, peer, _ = bench.load(ROOT / "benchmarks" / "streams" / "c10d-2x8-r3", 8, 3)
     t_base = time.time_ns() - 600_000_000_000
     with OtlpGrpcReceiver() as receiver:
