@@ -10,6 +10,13 @@ cached_venv_stamp() {
     echo "$1/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 }
 
+# cached_venv_ready VENV MODULE: VENV is stamped for this pyproject.toml and its
+# Python runs and imports MODULE (a venv copied from another machine, or whose
+# interpreter moved, is rebuilt rather than trusted).
+cached_venv_ready() {
+    [ -f "$(cached_venv_stamp "$1")" ] && "$1/bin/python" -c "import $2" >/dev/null 2>&1
+}
+
 # point_venv_here VENV LABEL: make VENV import torchelastic_otel from this
 # checkout; re-installs the package alone (no dependencies, ~5 s) when it does not.
 point_venv_here() {

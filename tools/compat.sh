@@ -22,7 +22,7 @@ newest=2.15.0
 
 case "$action" in
 venv)
-    if [ -f "$stamp" ]; then
+    if cached_venv_ready "$venv" torch.distributed.elastic.events; then
         point_venv_here "$venv" compat
         echo "compat: torch $version venv ready ($venv)"
         exit 0

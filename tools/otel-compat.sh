@@ -21,7 +21,7 @@ contrib="0.$((minor + 21))b0"
 
 case "$action" in
 venv)
-    if [ -f "$stamp" ]; then
+    if cached_venv_ready "$venv" opentelemetry.sdk; then
         point_venv_here "$venv" otel-compat
         echo "otel-compat: opentelemetry $version venv ready ($venv)"
         exit 0
