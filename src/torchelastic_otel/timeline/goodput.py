@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchelastic_otel import semconv as sc
+from torchelastic_otel.timeline._text import secs
 
 NS = 1_000_000_000
 
@@ -178,27 +179,19 @@ def describe(goodput: Goodput, cap: int = 8) -> str:
          'lost: cycle 0 15.0s (5.0s stalled), cycle 1 10.0s']
     """
     text = (
-        f"goodput {goodput.ratio:.0%} ({_secs(goodput.productive_s)} of "
-        f"{_secs(goodput.wall_s)} with workers making progress)"
+        f"goodput {goodput.ratio:.0%} ({secs(goodput.productive_s)} of "
+        f"{secs(goodput.wall_s)} with workers making progress)"
     )
     cycles = goodput.cycles
     if len(cycles) > cap:
         cycles = sorted(cycles, key=lambda c: -c.lost_s)[:cap]
     lost = [
-        f"cycle {c.round} {_secs(c.lost_s)}"
-        + (f" ({_secs(c.stalled_s)} stalled)" if c.stalled_s > 0 else "")
+        f"cycle {c.round} {secs(c.lost_s)}"
+        + (f" ({secs(c.stalled_s)} stalled)" if c.stalled_s > 0 else "")
         for c in cycles
     ]
     if len(goodput.cycles) > cap:
         lost.append(f"... {len(goodput.cycles) - cap:,} more cycles")
     if goodput.tail_s >= 0.05:
-        lost.append(f"after the last {_secs(goodput.tail_s)}")
+        lost.append(f"after the last {secs(goodput.tail_s)}")
     return text + (" · lost: " + ", ".join(lost) if lost else "")
-
-
-def _secs(s: float) -> str:
-    if s >= 3600:
-        return f"{s / 3600:.1f}h"
-    if s >= 120:
-        return f"{s / 60:.1f}min"
-    return f"{s:.1f}s"

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.timeline import goodput
+from torchelastic_otel.timeline._text import secs
 from torchelastic_otel.timeline.diagnose import restart_budget
 from torchelastic_otel.timeline.model import (
     LATE_JOIN_S,
@@ -74,14 +75,6 @@ def _plural(n: int, what: str) -> str:
 def _capped(items: list[str], cap: int = LIST_CAP) -> str:
     text = ", ".join(items[:cap])
     return text + (f" ... and {len(items) - cap:,} more" if len(items) > cap else "")
-
-
-def _secs(s: float) -> str:
-    if s >= 3600:
-        return f"{s / 3600:.1f}h"
-    if s >= 120:
-        return f"{s / 60:.1f}min"
-    return f"{s:.1f}s"
 
 
 def _sec_ms(ms: float | None) -> str:
@@ -232,7 +225,7 @@ def _header(job: JobTimeline) -> list[RenderableType]:
     killed = len(job.worker_failures) - roots
     rdzv = sum(1 for f in job.failures if f.kind == "rendezvous")
     parts = [
-        _secs(job.duration_s),
+        secs(job.duration_s),
         _plural(len(job.nodes), "node"),
         _plural(job.workers, "worker"),
         f"{_plural(len(job.cycles), 'cycle')} ({_plural(job.restarts, 'restart')})",
@@ -339,7 +332,7 @@ def _cycles_table(job: JobTimeline, width: int) -> Table:
         if start_column:
             cells.append(f"+{(c.start_ns - job.start_ns) / 1e9:.1f}s")
         cells += [
-            _secs(c.duration_s),
+            secs(c.duration_s),
             outcome,
             _of(len(c.parts), c.nodes_expected),
             _of(c.workers, c.workers_expected),
