@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -869,22 +870,14 @@ def test_workers_counted_once_per_round_of_a_real_stream() -> None:
     bench = load_benchmark("bench_scale")
     failing, peer, _ = bench.load(ROOT / "benchmarks" / "streams" / "c10d-2x8-r3", 8, 3)
     t_base = time.time_ns() - 600_000_000_000
-    with OtlpGrpcReceiver() as receiver:
-        for node, stream in enumerate((failing, peer)):
-            pipeline = otel.Pipeline(
-                Settings(
-                    endpoint=receiver.endpoint,
-                    use_global_providers=False,
-                    metrics_exporters=("none",),
-                    schedule_delay_ms=10,
-                    resource_attributes={sc.HOST_NAME: f"node-{node:05d}.cluster"},
-                )
-            )
-            for offset, event in bench._rewrite(stream, node, 2, 8, "replayed", 0.0):
-                pipeline.submit(json.dumps(event), t_base + offset)
-            pipeline.shutdown(10_000)
-            assert not any(pipeline.drop_counts().values()), pipeline.drop_counts()
-        (job,) = build_timelines(receiver.received)
+    nodes = {
+        f"node-{node:05d}.cluster": [
+            (t_base + offset, json.dumps(event))
+            for offset, event in bench._rewrite(stream, node, 2, 8, "replayed", 0.0)
+        ]
+        for node, stream in enumerate((failing, peer))
+    }
+    (job,) = build_timelines(_replay(nodes))
     assert [c.round for c in job.cycles] == [0, 1, 2, 3]
     assert [c.workers for c in job.cycles] == [16] * 4
     for lane in job.nodes:
@@ -897,8 +890,9 @@ def test_workers_counted_once_per_round_of_a_real_stream() -> None:
 # --- cycles keyed by restart counts that repeat (no round known) ---
 
 
-def _replay(nodes: dict[str, list[tuple[int, Event]]]) -> Received:
-    """Each host's events (time, event) through its own ``otel`` pipeline, into memory."""
+def _replay(nodes: Mapping[str, Sequence[tuple[int, Event | str]]]) -> Received:
+    """Each host's events (time, event or its JSON) through its own ``otel`` pipeline,
+    into memory."""
     with OtlpGrpcReceiver() as receiver:
         for host, timed in nodes.items():
             pipeline = otel.Pipeline(
