@@ -5,7 +5,6 @@ Faults that no real input triggers today (a bug inside the export thread) are
 injected with ``monkeypatch`` at the seam where an upstream change would put them.
 """
 
-import http.client
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.support.memory import MemoryMetricExporter, record_otel
 from tests.support.process import run_python
+from tests.support.raw_http import post_raw
 from torchelastic_otel import otel
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.events import Event, EventSource
@@ -317,22 +317,11 @@ def _bomb(decompressed_mib: int) -> bytes:
 def _post(
     endpoint: str, path: str, body: bytes, headers: dict[str, str] | None = None
 ) -> tuple[int, str, bytes]:
-    """POST raw bytes; (status, reason phrase, body). Bounded by a 20 s timeout."""
+    """POST raw bytes as protobuf; (status, reason phrase, body). Bounded by a 20 s timeout."""
     host, port = endpoint.removeprefix("http://").rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=20)
-    try:
-        conn.putrequest("POST", path)
-        sent = {"Content-Type": "application/x-protobuf", "Content-Length": str(len(body))}
-        sent.update(headers or {})
-        for name, value in sent.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        if body:
-            conn.send(body)
-        response = conn.getresponse()
-        return response.status, response.reason, response.read()
-    finally:
-        conn.close()
+    sent = {"Content-Type": "application/x-protobuf", "Content-Length": str(len(body))}
+    sent.update(headers or {})
+    return post_raw(int(port), path, body, sent, timeout_s=20, host=host)
 
 
 def _one_log() -> bytes:

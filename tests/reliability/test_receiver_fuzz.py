@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.raw_http import post_raw
 from torchelastic_otel.demo.collector import free_port
 
 SETTINGS = settings(
@@ -122,22 +123,11 @@ def _post(
     port: int, body: bytes, headers: dict[str, str], path: str = _LOGS_PATH
 ) -> tuple[int, str]:
     """POST ``body`` with exactly ``headers``; (status, reason), or (0, why) if cut off."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.putrequest("POST", path, skip_accept_encoding=True)
-        for name, value in headers.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        if body:
-            conn.send(body)
-        response = conn.getresponse()
-        response.read()
+        status, reason, _ = post_raw(port, path, body, headers)
     except (ConnectionError, http.client.HTTPException) as e:
         return 0, type(e).__name__
-    else:
-        return response.status, response.reason
-    finally:
-        conn.close()
+    return status, reason
 
 
 def _valid_log() -> bytes:
