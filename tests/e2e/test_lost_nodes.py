@@ -21,9 +21,8 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.demo.job import torchrun_command
@@ -41,15 +41,6 @@ pytest.importorskip("torch.distributed.run", reason="torch is not installed: e2e
 WORKER = Path(__file__).with_name("workers") / "elastic_loop.py"
 NODES = 3
 GOING = 2  # never agent 0, the c10d store's host
-
-
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, seen: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; saw: {seen()}")
 
 
 def _steps(work: Path) -> dict[tuple[int, int], int]:
@@ -120,7 +111,7 @@ def _job(endpoint: str, run_id: str, work: Path) -> Iterator[list[subprocess.Pop
         for i in range(NODES):
             if i == 1:
                 # Agent 0 hosts the store: the others start once it listens.
-                _wait("the rendezvous store", lambda: _listening(port), 60, lambda: "no listener")
+                wait_until(lambda: _listening(port), bool, 60, "the rendezvous store", 0.2)
             agents.append(subprocess.Popen(args, env=env, stdout=logs[i], stderr=subprocess.STDOUT))
         yield agents
     finally:
@@ -148,13 +139,14 @@ def run_with_a_node_going(endpoint: str, work_dir: Path, how: signal.Signals) ->
         return f"steps {_steps(work)}\n" + "\n---\n".join(tails)
 
     with _job(endpoint, run_id, work) as agents:
-        _wait(
-            "three nodes training",
-            lambda: _round_with(work, set(range(NODES))) is not None,
+        first = wait_until(
+            lambda: _round_with(work, set(range(NODES))),
+            lambda r: r is not None,
             180,
-            seen,
+            "three nodes training",
+            0.2,
+            seen=seen,
         )
-        first = _round_with(work, set(range(NODES)))
         assert first is not None
         going = agents[GOING]
         if how == signal.SIGKILL:
@@ -166,11 +158,13 @@ def run_with_a_node_going(endpoint: str, work_dir: Path, how: signal.Signals) ->
         survivors = agents[:GOING]
         # A survivor restarted by the membership change keeps its restart count:
         # the round, not the count, says the job trains again.
-        _wait(
-            "the survivors training again on 2 nodes",
+        wait_until(
             lambda: _round_with(work, {0, 1}, after=first) is not None,
+            bool,
             240,
-            seen,
+            "the survivors training again on 2 nodes",
+            0.2,
+            seen=seen,
         )
         (work / "finish").touch()
         for agent in survivors:
@@ -194,11 +188,13 @@ def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple
         # emitted together with its inferred part.
         return len(nodes) >= NODES
 
-    _wait(
-        "every node's node span (a lost one's inferred)",
+    wait_until(
         arrived,
+        bool,
         30,
-        lambda: f"{len(collector.received.spans)} spans",
+        "every node's node span (a lost one's inferred)",
+        0.2,
+        seen=lambda: f"{len(collector.received.spans)} spans",
     )
 
     # The records the tests read: the survivors' word on the node that left and,
@@ -213,9 +209,7 @@ def _run(collector: RealCollector, tmp_path: Path, how: signal.Signals) -> tuple
             if r["attributes"].get(sc.RUN_ID) == run_id and r["event_name"] in names
         }
 
-    _wait(
-        f"the records {sorted(names)}", lambda: records_in() == names, 30, lambda: f"{records_in()}"
-    )
+    wait_until(records_in, lambda got: got == names, 30, f"the records {sorted(names)}", 0.2)
     data = Received(
         logs=[r for r in collector.received.logs if r["attributes"].get(sc.RUN_ID) == run_id],
         spans=[s for s in collector.received.spans if s["attributes"].get(sc.RUN_ID) == run_id],

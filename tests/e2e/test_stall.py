@@ -11,13 +11,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from tests.support.collector import RealCollector
+from tests.support.waiting import wait_until
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.demo.job import JobResult, run_job
 from torchelastic_otel.timeline.goodput import describe
@@ -29,17 +29,6 @@ WORKERS = Path(__file__).parent / "workers"
 STALL_TIMEOUT_S = 4.0
 STALLING_RANK = 1
 T = TypeVar("T")
-
-
-def _wait(what: str, check: Callable[[], T], timeout_s: float, seen: Callable[[], Any]) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"no {what} within {timeout_s:.0f} s; saw: {seen()}")
-        time.sleep(0.1)
 
 
 def _records(collector: RealCollector, run_id: str, name: str) -> list[Any]:
@@ -93,15 +82,16 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
         return jobs[0].outputs if jobs else sorted(p.name for p in control.iterdir())
 
     try:
-        _wait(
-            "steps on both ranks",
+        wait_until(
             lambda: all((control / f"stepping-{r}").exists() for r in (0, 1)),
+            bool,
             90,
-            job_state,
+            "steps on both ranks",
+            0.1,
+            seen=job_state,
         )
         # Normal progress is watched: each worker's step reaches the metrics.
-        _wait(
-            "progress metric of both workers",
+        wait_until(
             lambda: (
                 len(
                     {
@@ -111,11 +101,14 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
                 )
                 == 2
             ),
+            bool,
             30,
-            job_state,
+            "progress metric of both workers",
+            0.1,
+            seen=job_state,
         )
         (control / "stop").touch()
-        _wait("rank 1 stopping", (control / "stopped").exists, 30, job_state)
+        wait_until((control / "stopped").exists, bool, 30, "rank 1 stopping", 0.1, seen=job_state)
         stopped_at = float((control / "stopped").read_text())
 
         def stall_of_rank_1() -> list[Any]:
@@ -125,8 +118,13 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
                 if STALLING_RANK in r["attributes"][sc.STALLED_RANKS]
             ]
 
-        (stall,) = _wait(
-            "stall record naming rank 1", stall_of_rank_1, STALL_TIMEOUT_S + 30, job_state
+        (stall,) = wait_until(
+            stall_of_rank_1,
+            bool,
+            STALL_TIMEOUT_S + 30,
+            "stall record naming rank 1",
+            0.1,
+            seen=job_state,
         )
         assert stall["time_unix_nano"] / 1e9 - stopped_at <= STALL_TIMEOUT_S + 30
         assert stall["severity_text"] == "WARN"
@@ -137,26 +135,30 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
         assert attrs[sc.PROGRESS_IDLE_S] >= STALL_TIMEOUT_S
         assert f"rank {STALLING_RANK} of node 1 made no progress for" in stall["body"]
         # The metric: this node's stalled workers, while it lasts.
-        _wait(
-            "workers.stalled = 1 from the stalled node",
+        wait_until(
             lambda: [
                 p
                 for p in _points(collector, run_id, sc.METRIC_WORKERS_STALLED)
                 if p["value"] == 1 and p["time_unix_nano"] / 1e9 > stopped_at
             ],
+            bool,
             15,
-            lambda: _points(collector, run_id, sc.METRIC_WORKERS_STALLED)[-4:],
+            "workers.stalled = 1 from the stalled node",
+            0.1,
+            seen=lambda: _points(collector, run_id, sc.METRIC_WORKERS_STALLED)[-4:],
         )
         # Rank 0 waits in all_reduce: its node stalls too (each agent polls on its own
         # schedule, so its record may come a second later).
-        _wait(
-            "a stall record from each node",
+        wait_until(
             lambda: (
                 {r["attributes"][sc.RANK] for r in _records(collector, run_id, sc.STALL_EVENT)}
                 == {0, 1}
             ),
+            bool,
             STALL_TIMEOUT_S + 30,
-            lambda: _records(collector, run_id, sc.STALL_EVENT),
+            "a stall record from each node",
+            0.1,
+            seen=lambda: _records(collector, run_id, sc.STALL_EVENT),
         )
         idle = [
             p
@@ -175,7 +177,9 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
             if STALLING_RANK in r["attributes"][sc.STALLED_RANKS]
         ]
 
-    (resumed,) = _wait("progress resumed record", resumed_of_rank_1, 30, job_state)
+    (resumed,) = wait_until(
+        resumed_of_rank_1, bool, 30, "progress resumed record", 0.1, seen=job_state
+    )
     assert resumed["severity_text"] == "INFO"
     assert resumed["attributes"][sc.PROGRESS_IDLE_S] >= STALL_TIMEOUT_S
     thread.join(timeout=150)
@@ -190,14 +194,16 @@ def test_a_stalled_rank_is_reported_once_and_so_is_its_resumption(
     assert goodput
     assert all(0 <= p["value"] <= 1 for p in goodput)
     # The timeline charges the stall to the cycle (rank 0's job span comes last).
-    _wait(
-        "the job span",
+    wait_until(
         lambda: any(
             s["name"] == sc.JOB_SPAN and s["attributes"].get(sc.RUN_ID) == run_id
             for s in list(collector.received.spans)
         ),
+        bool,
         20,
-        lambda: len(collector.received.spans),
+        "the job span",
+        0.1,
+        seen=lambda: len(collector.received.spans),
     )
     time.sleep(1.0)  # the other node's last batch
     with collector.received.lock:

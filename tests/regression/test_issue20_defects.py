@@ -8,10 +8,9 @@ injected with ``monkeypatch`` at the seam where an upstream change would put the
 import json
 import logging
 import os
-import time
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
@@ -20,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.support.memory import MemoryMetricExporter, record_otel
 from tests.support.process import run_python
 from tests.support.raw_http import post_raw
+from tests.support.waiting import wait_until
 from torchelastic_otel import otel
 from torchelastic_otel.demo.collector import free_port
 from torchelastic_otel.events import Event, EventSource
@@ -201,7 +201,9 @@ def test_defect5_drop_warning_interval_zero_means_no_rate_limit(
             assert pipeline.force_flush(10)
             # The worker warns after its export: wait for it (before the exit's
             # forced warning could hide a rate limit).
-            lost = _wait_for(lambda: _lost_lines(caplog), _at_least(n), 10)
+            lost = wait_until(
+                lambda: _lost_lines(caplog), _at_least(n), 10, f"{n} 'lost so far' lines", 0.01
+            )
     assert lost == expected
 
 
@@ -211,21 +213,6 @@ def _at_least(n: int) -> Callable[[list[str]], bool]:
 
 def _lost_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "lost so far" in r.getMessage()]
-
-
-T = TypeVar("T")
-
-
-def _wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float) -> T:
-    """Poll ``read()`` until ``done`` says so; fail with the last reading at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = read()
-        if done(got):
-            return got
-        if time.monotonic() >= deadline:
-            pytest.fail(f"still not there after {timeout_s} s: {got!r}")
-        time.sleep(0.01)
 
 
 def test_defect5_traces_sampler_applies_on_neither_path(

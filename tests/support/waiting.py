@@ -26,6 +26,7 @@ def wait_until(
     timeout_s: float,
     what: str,
     poll_s: float = 0.05,
+    seen: Callable[[], object] | None = None,
 ) -> T:
     """Poll ``read()`` until ``done(reading)``; return that reading.
 
@@ -35,9 +36,11 @@ def wait_until(
         timeout_s: the bound.
         what: what is awaited, for the failure message.
         poll_s: the interval between readings.
+        seen: what to show at the deadline instead of the last reading (the job's
+            logs, say, when the reading is only ``False``), as text and uncapped.
 
     Raises:
-        pytest.fail.Exception: at the deadline, with the last reading.
+        pytest.fail.Exception: at the deadline, with the last reading (or ``seen()``).
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -45,5 +48,8 @@ def wait_until(
         if done(got):
             return got
         if time.monotonic() >= deadline:
-            pytest.fail(f"waited {timeout_s:g} s for {what}; last saw: {got!r}"[:4000])
+            # The reading is capped (it can be every record received); what ``seen``
+            # shows is the caller's to size, and is shown as text (logs keep their lines).
+            shown = repr(got)[:4000] if seen is None else str(seen())
+            pytest.fail(f"waited {timeout_s:g} s for {what}; last saw: {shown}")
         time.sleep(poll_s)

@@ -7,13 +7,13 @@ test waits for time to pass.
 
 import os
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.process import run_python
+from tests.support.waiting import wait_until
 from torchelastic_otel import progress
 from torchelastic_otel import semconv as sc
 from torchelastic_otel.integration import progress as integration
@@ -421,13 +421,6 @@ def test_the_export_worker_writes_the_records_and_the_gauges(tmp_path: Path) -> 
     # A step 100 s ago (monotonic clocks are the same in every process of a host).
     progress.Reporter(path, clock=lambda: time.monotonic() - 100).step(7)
 
-    def wait(what: str, check: Callable[[], bool]) -> None:
-        """The worker's own ticks (every 10 ms here) read the files: wait, bounded."""
-        deadline = time.monotonic() + 30
-        while not check():
-            assert time.monotonic() < deadline, f"no {what} in 30 s"
-            time.sleep(0.02)
-
     def names() -> list[Any]:
         return [r.log_record.event_name for r in logs.get_finished_logs()]
 
@@ -436,22 +429,36 @@ def test_the_export_worker_writes_the_records_and_the_gauges(tmp_path: Path) -> 
 
     with otel.use(pipeline):
         pipeline.submit(ProgressWatch("job-9", 2, (WatchedWorker(1, 5, path),)), time.time_ns())
-        wait("stall record", lambda: names() == [sc.STALL_EVENT])
+        # The worker's own ticks (every 10 ms here) read the files: wait, bounded.
+        wait_until(names, lambda got: got == [sc.STALL_EVENT], 30, "stall record", 0.02)
         (stall,) = [r.log_record for r in logs.get_finished_logs()]
         assert stall.attributes is not None
         assert stall.attributes[sc.STALLED_RANKS] == (5,)
         assert stall.attributes[sc.RANK] == 2
         attrs = {sc.RUN_ID: "job-9", sc.LOCAL_RANK: 1}
-        wait(
-            "stalled gauge", lambda: gauge(sc.METRIC_WORKERS_STALLED) == [(1, {sc.RUN_ID: "job-9"})]
+        wait_until(
+            lambda: gauge(sc.METRIC_WORKERS_STALLED),
+            lambda got: got == [(1, {sc.RUN_ID: "job-9"})],
+            30,
+            "stalled gauge",
+            0.02,
         )
         assert gauge(sc.METRIC_PROGRESS_STEP) == [(7, attrs)]
         assert gauge(sc.METRIC_PROGRESS_IDLE)[0][0] >= 100
         progress.Reporter(path).step(8)  # now
-        wait("resumed record", lambda: names() == [sc.STALL_EVENT, sc.PROGRESS_RESUMED_EVENT])
-        wait(
+        wait_until(
+            names,
+            lambda got: got == [sc.STALL_EVENT, sc.PROGRESS_RESUMED_EVENT],
+            30,
+            "resumed record",
+            0.02,
+        )
+        wait_until(
+            lambda: gauge(sc.METRIC_WORKERS_STALLED),
+            lambda got: got == [(0, {sc.RUN_ID: "job-9"})],
+            30,
             "stalled gauge at 0",
-            lambda: gauge(sc.METRIC_WORKERS_STALLED) == [(0, {sc.RUN_ID: "job-9"})],
+            0.02,
         )
         assert gauge(sc.METRIC_PROGRESS_STEP) == [(8, attrs)]
         # Records that stand for no event: the books count events only.
