@@ -39,6 +39,7 @@ from torchelastic_otel.otlp_data import (
     write_otlp_json,
 )
 from torchelastic_otel.receiver import OtlpGrpcReceiver
+from torchelastic_otel.timeline import goodput
 from torchelastic_otel.timeline import job as job_module
 from torchelastic_otel.timeline.html import render_html
 from torchelastic_otel.timeline.model import (
@@ -1007,6 +1008,10 @@ def test_html_keeps_repeated_restart_keys_apart(monkeypatch: pytest.MonkeyPatch)
     received.logs[:] = [r for r in received.logs if r["resource"][sc.HOST_NAME] == "node-0"]
     (job,) = build_timelines(received)
     assert [c.label for c in job.cycles] == ["0", "0.1", "0.2", "0.3"]
+    # The goodput line names them as the cycle table does.
+    assert job.goodput is not None
+    assert [str(c.round) for c in job.goodput.cycles] == ["0", "0.1", "0.2", "0.3"]
+    assert "cycle 0.1 " in goodput.describe(job.goodput)
     for large in (False, True):  # the packed form of large jobs too
         monkeypatch.setattr(job_module, "SUMMARY_NODES", 0 if large else 64)
         assert job.large is large

@@ -39,7 +39,9 @@ NS = 1_000_000_000
 class CycleLoss:
     """What one cycle lost, in seconds."""
 
-    round: int
+    round: int | str
+    """The cycle as the views name it: its round, or a repeated restart count's key
+    (``"0.1"``, see cycles.py) when no round was known."""
     waiting_s: float
     """Before its workers ran: the previous cycle's end, restart, rendezvous, start-up."""
     stalled_s: float = 0.0
@@ -79,13 +81,13 @@ class Goodput:
 def compute(
     start_ns: int,
     end_ns: int,
-    working: Iterable[tuple[int, int | None, int]],
+    working: Iterable[tuple[int | str, int | None, int]],
     logs: Iterable[Any],
 ) -> Goodput:
     """Goodput of a job from ``start_ns`` to ``end_ns``.
 
     Args:
-        working: per cycle, in order: its round, its working time's start (``None``:
+        working: per cycle, in order: its name (round or key), its working time's start (``None``:
             its workers never ran, as far as the data says) and end (the cycle's end
             when they never ran: all of it was lost).
         logs: the job's log records (only stall and resume records are read).
@@ -115,17 +117,18 @@ def compute(
     return result
 
 
-def working_times(cycles: Iterable[Any]) -> list[tuple[int, int | None, int]]:
+def working_times(cycles: Iterable[Any]) -> list[tuple[int | str, int | None, int]]:
     """Each timeline :class:`~.model.Cycle`'s working time: from its last node's workers
     started to its first node's part ended (nodes whose workers are unknown left out)."""
-    out: list[tuple[int, int | None, int]] = []
+    out: list[tuple[int | str, int | None, int]] = []
     for cycle in cycles:
+        name = cycle.key.id_key if cycle.key is not None else cycle.round
         parts = [p for _, p in cycle.parts if p.workers_started_ns is not None]
         if not parts:
-            out.append((cycle.round, None, cycle.end_ns))
+            out.append((name, None, cycle.end_ns))
             continue
         begin = max(p.workers_started_ns for p in parts)
-        out.append((cycle.round, begin, min(p.end_ns for p in parts)))
+        out.append((name, begin, min(p.end_ns for p in parts)))
     return out
 
 
